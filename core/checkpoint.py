@@ -57,7 +57,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise WeightsNotFound(f"Could not read {path.name} as a PyTorch file: {exc}") from None
     if not isinstance(state, dict):
-        raise WeightsNotFound(f"{path.name} does not hold a state dict (got {type(state).__name__}).")
+        kind = type(state).__name__
+        raise WeightsNotFound(f"{path.name} does not hold a state dict (got {kind}).")
     return state
 
 
