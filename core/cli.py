@@ -58,7 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     job = sub.add_parser("_job", parents=[common])  # internal: the body of a background job
     job.add_argument("run")
     job.add_argument("--resume", action="store_true")
+    for module in _extensions():
+        module.add_parsers(sub, common)
     return parser
+
+
+# Each later step (evaluate, explain, deploy, ...) keeps its commands in a module of its own that
+# defines ``add_parsers(sub, common)`` and registers its functions with ``@command``.
+EXTENSIONS = ("core.commands_evaluate", "core.commands_predict", "core.commands_deploy")
+
+
+def _extensions() -> list:
+    import importlib
+    import importlib.util
+
+    return [importlib.import_module(name) for name in EXTENSIONS
+            if importlib.util.find_spec(name) is not None]
 
 
 def _add_train_parser(sub, common: argparse.ArgumentParser) -> None:

@@ -84,7 +84,11 @@ class Trainer:
         sampler = EpochSampler(len(data), shuffle=train, seed=cfg.train.seed,
                                rank=self.dist.rank, world_size=self.dist.world_size, pad=train)
         workers = cfg.data.num_workers
+        # A private generator: creating an iterator draws a worker base seed from it, and that
+        # draw must not shift the global RNG (dropout, augmentation) or resume would not be exact.
+        generator = torch.Generator().manual_seed(cfg.train.seed)
         return DataLoader(data, batch_size=cfg.train.batch_size, sampler=sampler,
+                          generator=generator,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
                           collate_fn=collate_skipping)

@@ -1,0 +1,144 @@
+"""The dataset registry: built-ins by decorator, imported datasets from the workspace.
+
+An imported dataset is a folder ``<home>/datasets/<name>/`` holding ``meta.json`` (the
+``DatasetInfo``) next to its data; folders whose name starts with a dot are work in progress
+(imports being staged, deletions) and are never listed.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from core.data.dataset import Dataset
+from core.data.info import DatasetInfo
+from core.errors import DatasetNotFound, UserError
+from core.workspace import datasets_dir, resolve_home
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+META_FILE = "meta.json"
+
+_BUILTINS: dict[str, Callable[[], Dataset]] = {}
+
+
+def register_builtin(name: str) -> Callable[[Callable[[], Dataset]], Callable[[], Dataset]]:
+    """Register a builder of a built-in dataset; it runs once per process (cached)."""
+
+    def decorator(builder: Callable[[], Dataset]) -> Callable[[], Dataset]:
+        if name in _BUILTINS:
+            raise ValueError(f"Built-in dataset {name!r} is registered twice")
+        cached = functools.lru_cache(maxsize=1)(builder)
+        _BUILTINS[name] = cached
+        return cached
+
+    return decorator
+
+
+def builtin_names() -> list[str]:
+    return list(_BUILTINS)
+
+
+def list_datasets(home: Path | str | None = None) -> list[DatasetInfo]:
+    """Built-ins first (registration order), then imported datasets sorted by name."""
+    infos = [_builtin(name).info.copy() for name in _BUILTINS]
+    root = datasets_dir(resolve_home(home))
+    for folder in sorted(root.iterdir()):
+        if folder.name.startswith(".") or not (folder / META_FILE).is_file():
+            continue
+        try:
+            infos.append(read_meta(folder))
+        except (OSError, ValueError, TypeError) as exc:
+            logger.warning("Skipping dataset folder %s: unreadable %s (%s)", folder, META_FILE, exc)
+    return infos
+
+
+def get_info(name: str, home: Path | str | None = None) -> DatasetInfo:
+    if name in _BUILTINS:
+        return _builtin(name).info.copy()
+    folder = _imported_folder(name, home)
+    try:
+        return read_meta(folder)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DatasetNotFound(
+            f"Dataset {name!r} is damaged ({META_FILE} unreadable: {exc}). Delete and re-import it."
+        ) from None
+
+
+def load_dataset(name: str, home: Path | str | None = None) -> Dataset:
+    """The dataset's samples. Built-ins are shared, read-only arrays (built once per process)."""
+    if name in _BUILTINS:
+        dataset = copy.copy(_builtin(name))  # shares the read-only arrays
+        dataset.info = dataset.info.copy()  # callers may edit their info; the cache stays intact
+        return dataset
+    info = get_info(name, home)
+    folder = _imported_folder(name, home)
+    if info.modality == "image":
+        from core.data.folders import load_folder_dataset
+
+        return load_folder_dataset(folder, info)
+    from core.data.tables import load_table_dataset
+
+    return load_table_dataset(folder, info)
+
+
+def delete_dataset(name: str, home: Path | str | None = None) -> None:
+    """Delete an imported dataset (built-ins cannot be deleted)."""
+    if name in _BUILTINS:
+        raise UserError(f"{name!r} is a built-in dataset and cannot be deleted.")
+    folder = _imported_folder(name, home)
+    # Rename first so a half-deleted folder is never listed as a dataset.
+    trash = folder.with_name(f".deleting-{name}-{uuid.uuid4().hex[:8]}")
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    logger.info("Deleted dataset %s", name)
+
+
+def check_new_name(name: str, home: Path | str | None = None) -> Path:
+    """Validate a name for a new dataset; return the folder it will live in."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise UserError(
+            f"Invalid dataset name {name!r}: use 1 to 64 lowercase letters, digits, '_' or '-'."
+        )
+    if name in _BUILTINS:
+        raise UserError(f"{name!r} is the name of a built-in dataset; choose another name.")
+    folder = datasets_dir(resolve_home(home)) / name
+    if folder.exists():
+        raise UserError(f"A dataset named {name!r} already exists; delete it or choose another.")
+    return folder
+
+
+def read_meta(folder: Path) -> DatasetInfo:
+    return DatasetInfo.from_dict(json.loads((folder / META_FILE).read_text(encoding="utf-8")))
+
+
+def write_json(path: Path, payload: object) -> None:
+    path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+
+
+def available_names(home: Path | str | None = None) -> list[str]:
+    return [info.name for info in list_datasets(home)]
+
+
+def _builtin(name: str) -> Dataset:
+    return _BUILTINS[name]()
+
+
+def _imported_folder(name: str, home: Path | str | None) -> Path:
+    folder = None
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        folder = datasets_dir(resolve_home(home)) / name
+    if folder is None or not (folder / META_FILE).is_file():
+        raise DatasetNotFound(
+            f"Unknown dataset {name!r}. Available: {', '.join(available_names(home))}."
+        )
+    return folder

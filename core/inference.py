@@ -1,0 +1,95 @@
+"""A trained run, loaded for inference: the model, its classes and its preprocessing.
+
+Evaluation, prediction, explanation and export all start here, so they all see exactly the
+weights (``best.pt``, else ``last.pt``) and the preprocessing that training used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.checkpoint import load_checkpoint, model_state
+from core.config import RunConfig
+from core.data import DatasetInfo, get_info
+from core.errors import InvalidRunState
+from core.store import Store
+from core.workspace import resolve_home, run_dir
+
+
+@dataclass
+class LoadedRun:
+    run_id: str
+    home: Path
+    config: RunConfig
+    info: DatasetInfo
+    image_size: int | None
+    model: nn.Module
+    checkpoint: Path
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info.classes)
+
+    @cached_property
+    def preprocess(self) -> Callable[[Any], torch.Tensor]:
+        """The dataset's shared preprocessing: raw image or row -> normalised tensor."""
+        from core.data.transforms import make_preprocess
+
+        return make_preprocess(self.info, self.image_size)
+
+    @cached_property
+    def checkpoint_signature(self) -> str:
+        """Changes whenever the checkpoint file does (cached results compare against it)."""
+        stat = self.checkpoint.stat()
+        return hashlib.sha1(f"{self.checkpoint}:{stat.st_size}:{stat.st_mtime_ns}".encode())\
+            .hexdigest()[:16]
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.device)).float().cpu()
+
+    def predict_proba(self, batch: torch.Tensor) -> np.ndarray:
+        return torch.softmax(self.logits(batch), dim=1).numpy()
+
+    def predict_raw(self, raws: Iterable[Any]) -> np.ndarray:
+        """Class probabilities for raw inputs (PIL images or feature rows), one batch."""
+        return self.predict_proba(torch.stack([self.preprocess(r) for r in raws]))
+
+
+def checkpoint_path(home: Path, run_id: str) -> Path:
+    folder = run_dir(home, run_id) / "checkpoints"
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise InvalidRunState(f"Run {run_id} has no checkpoint yet: train it for at least one "
+                          "epoch first.")
+
+
+def load_run(run_id: str, home: str | Path | None = None, device: str = "cpu") -> LoadedRun:
+    """Rebuild a run's model from its config and load its best weights (weights_only)."""
+    from core.models import create_model
+
+    home = resolve_home(home)
+    run = Store(home).get_run(run_id)
+    config = RunConfig.from_dict(run.config)
+    info = get_info(config.data.dataset, home)
+    image_size = config.data.image_size or info.image_size or None
+    path = checkpoint_path(home, run_id)
+    state = load_checkpoint(path)
+    # The architecture only: the weights come from the checkpoint, never a download.
+    arch = type(config.model)(name=config.model.name)
+    model = create_model(config.model.name, info, arch, image_size=image_size)
+    model.load_state_dict(model_state(state))
+    target = torch.device(device)
+    model.to(target).eval()
+    return LoadedRun(run_id, home, config, info, image_size, model, path, target)
