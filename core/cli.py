@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--home", help="workspace folder (default: $LAB2MARKET_HOME or "
                                        "./workspace)")
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    common.add_argument("--task", help=argparse.SUPPRESS)  # set by core.tasks.launch_task
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ds = sub.add_parser("datasets", parents=[common], help="list or import datasets")
@@ -145,17 +146,59 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     key = args.command if args.command != "datasets" else f"datasets {args.datasets_command}"
+    task = _TaskRecorder(args) if getattr(args, "task", None) else None
     try:
-        return COMMANDS[key](args)
+        code = COMMANDS[key](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code, error = exc.exit_code, str(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code, error = 130, "interrupted"
+    except Exception as exc:
+        if task:
+            task.finish(1, f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        error = None
+    if task:
+        task.finish(code, error)
+    return code
+
+
+class _TaskRecorder:
+    """Marks the store's task row running, then completed (with the result) or failed."""
+
+    def __init__(self, args: argparse.Namespace):
+        import os
+
+        from core.jobs import process_start_time
+        from core.store import Store
+
+        self.args, self.store = args, Store(args.home)
+        self.store.update_task(args.task, status="running", pid=os.getpid(),
+                               pid_start=process_start_time(os.getpid()))
+
+    def finish(self, code: int, error: str | None) -> None:
+        if code == 0:
+            self.store.update_task(self.args.task, status="completed",
+                                   result=getattr(self.args, "result", None))
+        else:
+            self.store.update_task(self.args.task, status="failed",
+                                   error=error or f"exited with status {code}")
+
+
+def progress(args: argparse.Namespace, desc: str):
+    """The progress callback a command should use: tqdm on stderr, plus the task row if any."""
+    from core.store import Store
+    from core.tasks import Progress
+
+    task = getattr(args, "task", None)
+    return Progress(desc, Store(args.home) if task else None, task)
 
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    args.result = payload  # kept as the task's result when run as a background task
     print(json.dumps(payload, default=str) if args.json else text)
 
 

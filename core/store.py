@@ -65,6 +65,23 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    result TEXT,
+    pid INTEGER,
+    pid_start TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_run ON tasks(run_id, kind, key, created_at);
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -137,6 +154,34 @@ class Event:
     kind: str
     message: str
     data: dict[str, Any]
+
+
+@dataclass
+class Task:
+    """A background piece of work on a run (evaluate, explain, export, ...), with progress."""
+
+    id: str
+    run_id: str
+    kind: str
+    key: str
+    status: str  # queued | running | completed | failed | interrupted
+    done: int
+    total: int
+    message: str
+    error: str | None
+    result: Any
+    pid: int | None
+    pid_start: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
 
 
 def new_run_id() -> str:
@@ -260,7 +305,7 @@ class Store:
 
     def delete_run(self, run_id: str) -> None:
         with self._write() as conn:
-            for table, col in (("metrics", "run_id"), ("events", "run_id"),
+            for table, col in (("metrics", "run_id"), ("events", "run_id"), ("tasks", "run_id"),
                                ("artifacts", "run_id"), ("runs", "id")):
                 conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
 
@@ -319,6 +364,46 @@ class Store:
         rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
         return [Event(**{**dict(r), "data": json.loads(r["data"])}) for r in rows]
 
+    # -- tasks -----------------------------------------------------------------------------------
+
+    def create_task(self, run_id: str, kind: str, key: str = "") -> Task:
+        task_id = new_run_id()
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO tasks (id, run_id, kind, key, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?)", (task_id, run_id, kind, key, now, now))
+        return self.get_task(task_id)
+
+    def update_task(self, task_id: str, **fields: Any) -> None:
+        if "result" in fields:
+            fields["result"] = json.dumps(fields["result"], default=str)
+        fields["updated_at"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as conn:
+            conn.execute(f"UPDATE tasks SET {cols} WHERE id = ?", (*fields.values(), task_id))
+
+    def get_task(self, task_id: str) -> Task:
+        row = self._conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f"No task with id {task_id!r}.")
+        return _task_from_row(row)
+
+    def latest_task(self, run_id: str, kind: str, key: str | None = None) -> Task | None:
+        query = "SELECT * FROM tasks WHERE run_id = ? AND kind = ?"
+        args: list[Any] = [run_id, kind]
+        if key is not None:
+            query += " AND key = ?"
+            args.append(key)
+        row = self._conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT 1",
+                                 args).fetchone()
+        return _task_from_row(row) if row else None
+
+    def active_tasks(self) -> list[Task]:
+        rows = self._conn.execute(
+            "SELECT * FROM tasks WHERE status IN ('queued', 'running')").fetchall()
+        return [_task_from_row(r) for r in rows]
+
     def add_artifact(self, run_id: str, kind: str, path: str) -> None:
         with self._write() as conn:
             conn.execute(
@@ -337,6 +422,12 @@ def _run_from_row(row: sqlite3.Row) -> Run:
     values["config"] = json.loads(values["config"])
     values["summary"] = json.loads(values["summary"] or "{}")
     return Run(**values)
+
+
+def _task_from_row(row: sqlite3.Row) -> Task:
+    values = dict(row)
+    values["result"] = json.loads(values["result"]) if values["result"] else None
+    return Task(**values)
 
 
 def _run_filter(status: str | None, search: str) -> tuple[str, tuple[Any, ...]]:
