@@ -77,8 +77,11 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
 
 def _fail(store: Store, run_id: str, message: str, is_main: bool, tb: str,
           user_error: bool = False) -> dict[str, Any]:
-    log.error("Run %s failed: %s\n%s", run_id, message, tb)
+    log.error("Run %s failed: %s", run_id, message)
     if is_main:
+        # The traceback goes to the run's log only: the terminal and the page get the message.
+        with open(run_dir(store.home, run_id) / "log.txt", "a") as fh:
+            fh.write(tb)
         store.update_run(run_id, summary={"user_error": user_error})
         store.set_status(run_id, "failed", error=message, expect=("running", "queued"))
         store.add_event(run_id, "failed", message, level="error")
