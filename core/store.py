@@ -12,16 +12,21 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import RunNotFound
+from core.records import (  # noqa: F401  (re-exported: callers import them from the store)
+    ACTIVE,
+    STATUSES,
+    TERMINAL,
+    Event,
+    Run,
+    Task,
+    run_from_row,
+    task_from_row,
+)
 from core.workspace import db_path, resolve_home
-
-ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-STATUSES = ACTIVE + TERMINAL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -97,93 +102,6 @@ _RUN_COLUMNS = (
 ).split()
 
 
-@dataclass
-class Run:
-    """One row of the runs table, with JSON columns decoded."""
-
-    id: str
-    name: str
-    status: str
-    dataset: str
-    model: str
-    config: dict[str, Any]
-    created_at: float
-    started_at: float | None = None
-    ended_at: float | None = None
-    pid: int | None = None
-    pid_start: str | None = None
-    heartbeat: float | None = None
-    device: str | None = None
-    epoch: int = 0
-    total_epochs: int = 0
-    step: int = 0
-    total_steps: int = 0
-    best_metric: float | None = None
-    error: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end (or to now while running)."""
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
-
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
-
-    def eta(self) -> float | None:
-        """Seconds left, extrapolated from the steps done so far in this process."""
-        rate = self.summary.get("steps_per_s")
-        if not self.is_active or not rate or not self.total_steps:
-            return None
-        return max(0.0, (self.total_steps - self.step) / rate)
-
-
-@dataclass
-class Event:
-    id: int
-    run_id: str
-    time: float
-    level: str
-    kind: str
-    message: str
-    data: dict[str, Any]
-
-
-@dataclass
-class Task:
-    """A background piece of work on a run (evaluate, explain, export, ...), with progress."""
-
-    id: str
-    run_id: str
-    kind: str
-    key: str
-    status: str  # queued | running | completed | failed | interrupted
-    done: int
-    total: int
-    message: str
-    error: str | None
-    result: Any
-    pid: int | None
-    pid_start: str | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE
-
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-
 def new_run_id() -> str:
     """Sortable and unique: creation time plus random bits."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -235,7 +153,7 @@ class Store:
         row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(f"No run with id {run_id!r}. `python -m core runs` lists them.")
-        return _run_from_row(row)
+        return run_from_row(row)
 
     def list_runs(self, limit: int = 50, offset: int = 0, status: str | None = None,
                   search: str = "") -> list[Run]:
@@ -244,7 +162,7 @@ class Store:
             f"SELECT * FROM runs {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             (*args, limit, offset),
         ).fetchall()
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def count_runs(self, status: str | None = None, search: str = "") -> int:
         where, args = _run_filter(status, search)
@@ -253,7 +171,7 @@ class Store:
     def active_runs(self) -> list[Run]:
         rows = self._conn.execute(
             "SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()
-        return [_run_from_row(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run; ``summary`` is merged into the stored JSON, not replaced."""
@@ -387,7 +305,7 @@ class Store:
         row = self._conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if row is None:
             raise RunNotFound(f"No task with id {task_id!r}.")
-        return _task_from_row(row)
+        return task_from_row(row)
 
     def latest_task(self, run_id: str, kind: str, key: str | None = None) -> Task | None:
         query = "SELECT * FROM tasks WHERE run_id = ? AND kind = ?"
@@ -397,12 +315,12 @@ class Store:
             args.append(key)
         row = self._conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT 1",
                                  args).fetchone()
-        return _task_from_row(row) if row else None
+        return task_from_row(row) if row else None
 
     def active_tasks(self) -> list[Task]:
         rows = self._conn.execute(
             "SELECT * FROM tasks WHERE status IN ('queued', 'running')").fetchall()
-        return [_task_from_row(r) for r in rows]
+        return [task_from_row(r) for r in rows]
 
     def add_artifact(self, run_id: str, kind: str, path: str) -> None:
         with self._write() as conn:
@@ -415,19 +333,6 @@ class Store:
             "SELECT kind, path, created_at FROM artifacts WHERE run_id = ? ORDER BY created_at",
             (run_id,)).fetchall()
         return [dict(r) for r in rows]
-
-
-def _run_from_row(row: sqlite3.Row) -> Run:
-    values = dict(row)
-    values["config"] = json.loads(values["config"])
-    values["summary"] = json.loads(values["summary"] or "{}")
-    return Run(**values)
-
-
-def _task_from_row(row: sqlite3.Row) -> Task:
-    values = dict(row)
-    values["result"] = json.loads(values["result"]) if values["result"] else None
-    return Task(**values)
 
 
 def _run_filter(status: str | None, search: str) -> tuple[str, tuple[Any, ...]]:
