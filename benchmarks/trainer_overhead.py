@@ -20,11 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from core.data.torchdata import build_torch_split  # noqa: E402
 from torch import nn  # noqa: E402
 
 from core.config import RunConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
+from core.data.torchdata import build_torch_split  # noqa: E402
 from core.models import create_model  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.train.callbacks import EarlyStopping, StoreLogger  # noqa: E402

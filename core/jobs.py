@@ -61,7 +61,9 @@ def spawn(store: Store, run_id: str, resume: bool = False) -> int:
     folder = run_dir(store.home, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": _pythonpath()}
-    if run.config["train"]["nproc"] > 1:
+    # Two cores shared by several jobs: OpenMP threads that spin-wait for each other make every
+    # job several times slower, so a job that is not alone (or is one of N DDP ranks) gets one.
+    if run.config["train"]["nproc"] > 1 or len(store.active_runs()) > 1:
         env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
     with open(folder / "log.txt", "ab") as out:
         proc = subprocess.Popen(

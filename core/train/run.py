@@ -42,7 +42,13 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
             from core.jobs import process_start_time
             fields = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
         store.update_run(run_id, **fields)
-        store.set_status(run_id, "running")
+        # Only a queued run starts: one cancelled before its process got here stays cancelled.
+        if not store.set_status(run_id, "running", expect=("queued", "interrupted")):
+            status = store.get_run(run_id).status
+            log.warning("Run %s is %s; not starting it", run_id, status)
+            _detach_log(handler)
+            store.close()
+            return {"status": status, "error": f"run was {status} before it started"}
         store.add_event(run_id, "resumed" if resume else "started",
                         f"{'Resumed' if resume else 'Started'} on pid {os.getpid()}")
     t = config.train
@@ -68,9 +74,7 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
     finally:
         _restore_signals(previous)
         dist.shutdown()
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+        _detach_log(handler)
         store.close()
     return summary
 
@@ -104,6 +108,12 @@ def _attach_log(path: Path) -> logging.Handler:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return handler
+
+
+def _detach_log(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def _on_signals(stop) -> dict[int, Any]:

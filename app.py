@@ -1,0 +1,23 @@
+"""Lab2Market dashboard: the router. Pages in pages/, shared pieces in ui/, the engine in core/.
+
+Run it with ``streamlit run app.py`` (binds 127.0.0.1; see .streamlit/config.toml).
+"""
+
+import streamlit as st
+
+from ui.components import render_sidebar
+from ui.state import ACTIVE_RUN, ROUTED, adopt_run_from_url, store
+
+st.set_page_config(page_title="Lab2Market", page_icon=":material/rocket_launch:", layout="wide")
+st.session_state.setdefault(ACTIVE_RUN, None)
+st.session_state[ROUTED] = True
+adopt_run_from_url()
+
+pages = {
+    "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Data": [st.Page("pages/data.py", title="Data", icon=":material/dataset:")],
+    "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:")],
+}
+page = st.navigation(pages)
+render_sidebar(store())
+page.run()

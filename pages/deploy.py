@@ -1,0 +1,136 @@
+"""Deploy: export a run (ONNX / TorchScript, int8), compare latencies, download the bundle, and
+serve it over HTTP with a live view of the requests.
+
+Every action is a background task (``python -m core export | bench | serve``); the page draws
+what the store, the bundles and the server's request log hold.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import UserError
+from core.serve import read_state
+from core.store import Store
+from core.tasks import reconcile_tasks
+from ui import state
+from ui.components import require_router
+from ui.deploy_views import (
+    EXPORTS,
+    has_checkpoint,
+    new_token,
+    render_bundles,
+    render_latency,
+    render_live,
+    render_server_info,
+    render_task_error,
+    start_bench,
+    start_export,
+    start_server,
+    stop_server,
+    watch_task,
+)
+
+
+def pick_run(s: Store):
+    runs = [r for r in s.list_runs(limit=100) if has_checkpoint(r)]
+    if not runs:
+        return None
+    by_id = {r.id: r for r in runs}
+    active = state.active_run_id()
+    if st.session_state.get("deploy_run") not in by_id:
+        st.session_state["deploy_run"] = active if active in by_id else runs[0].id
+    run_id = st.selectbox("Run", list(by_id), key="deploy_run",
+                          format_func=lambda i: f"{by_id[i].name or i} · {by_id[i].dataset}/"
+                                                f"{by_id[i].model} · {by_id[i].status}")
+    return by_id[run_id]
+
+
+def render_export(s: Store, run) -> list:
+    st.subheader("Export")
+    task = s.latest_task(run.id, "export")
+    if task is not None and task.is_active:
+        watch_task(task.id, f"Exporting {task.key}")
+    else:
+        render_task_error(task, "The last export")
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        choice = left.segmented_control("Format", list(EXPORTS), key="deploy_format",
+                                        default="ONNX fp32")
+        if right.button("Export", key="deploy_export", icon=":material/upload:", width="stretch",
+                        type="primary", disabled=choice is None):
+            start_export(s, run, choice)
+            st.rerun()
+    st.caption("Checked on the test split: onnx.checker, ONNX vs PyTorch at batch 1 and 8 "
+               "(fp32 within 1e-4), accuracy of every form side by side.")
+    return render_bundles(run)
+
+
+def render_bench(s: Store, run) -> None:
+    st.subheader("Latency: eager, TorchScript, ONNX fp32, ONNX int8")
+    task = s.latest_task(run.id, "bench")
+    if task is not None and task.is_active:
+        watch_task(task.id, "Measuring")
+    else:
+        render_task_error(task, "The last measurement")
+        if st.button("Measure all four", key="deploy_bench", icon=":material/speed:"):
+            start_bench(s, run)
+            st.rerun()
+    render_latency(run)
+
+
+def render_serve(s: Store, run, bundles: list) -> None:
+    st.subheader("Serve")
+    task = s.latest_task(run.id, "serve")
+    onnx = [b["bundle"] for b in bundles if b.get("format") == "onnx"]
+    if task is not None and task.is_active:
+        render_server_info(run, task)
+        if st.button("Stop the server", key="deploy_stop", icon=":material/stop:"):
+            stop_server(s, task)
+            st.rerun()
+    elif not onnx:
+        st.info("Export an ONNX bundle first: the server runs ONNX bundles only.")
+    else:
+        render_task_error(task, "The last server")
+        render_start_form(s, run, onnx)
+    if onnx:
+        served = read_state(state.home(), run.id)
+        render_live(run.id, served["bundle"] if served else
+                    next(b["path"] for b in bundles if b["bundle"] == onnx[0]))
+
+
+def render_start_form(s: Store, run, onnx: list[str]) -> None:
+    with st.form("deploy_serve_form", border=True):
+        c = st.columns([2, 1, 1])
+        bundle = c[0].selectbox("Bundle", onnx, key="deploy_serve_bundle")
+        port = c[1].number_input("Port", 1024, 65535, 8000, key="deploy_port")
+        concurrency = c[2].number_input("Max concurrent requests", 1, 64, 4,
+                                        key="deploy_concurrency")
+        token = st.text_input("Bearer token (optional)", key="deploy_token", type="password",
+                              help="Requests without it get 401. Kept in a file readable only "
+                                   "by you, never on a command line.")
+        st.caption("The server listens on 127.0.0.1 only. Start it from the CLI with --host to "
+                   "expose it, and set a token if you do.")
+        if st.form_submit_button("Start the server", icon=":material/play_arrow:"):
+            start_server(s, run, bundle, int(port), int(concurrency), token.strip())
+            st.rerun()
+    if st.button("Generate a token", key="deploy_new_token"):
+        st.code(new_token(), language=None)
+        st.caption("Paste it into the form above, and give it to your clients.")
+
+
+require_router()
+st.title("Deploy")
+state.render_flashes()
+s = state.reconciled_store()
+reconcile_tasks(s)  # a server (or export) whose process died shows as stopped, not running
+run = pick_run(s)
+if run is None:
+    st.info("No run has a checkpoint yet: train one on the Train page first.")
+    st.stop()
+
+try:
+    bundles = render_export(s, run)
+    render_bench(s, run)
+    render_serve(s, run, bundles)
+except UserError as exc:
+    st.error(str(exc))

@@ -1,0 +1,222 @@
+"""Explain: why does the model predict what it predicts for *this* input?
+
+Pick an input (a test-split example, an upload, or the sample sent from Evaluate), a target class
+and the methods; each method runs as a background task (its progress drawn here) and its result
+is read back from the run's explanation cache, side by side with its trust checks. This page
+never loads torch: it saves the input, launches ``python -m core explain`` and reads arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import streamlit as st
+
+from core.errors import UserError
+from core.explain import effective_params, find_explanation, list_explainers
+from core.explain.cache import SUMMARY_INPUT, read_prediction, save_input_image, save_input_row
+from core.explain.plots import beeswarm_figure
+from core.predict import read_rows
+from core.tasks import launch_task
+from ui import state
+from ui.components import require_router
+from ui.explain_views import (
+    describe_prediction,
+    pick_trained_run,
+    png_bytes,
+    render_results_side_by_side,
+    render_task,
+)
+
+REQUEST = "explain_request"  # set by Evaluate: {"run_id", "split", "index", "sample_id"}
+SOURCES = ("Dataset example", "Upload")
+BUDGET = {  # the parameters this page lets one change: (method, key) -> (label, min, max, step)
+    ("ig", "n_steps"): ("Integrated Gradients steps", 4, 256, 4),
+    ("shap", "nsamples"): ("SHAP samples", 8, 1024, 8),
+    ("lime", "num_samples"): ("LIME samples", 50, 5000, 50),
+    ("lime", "n_segments"): ("LIME superpixels", 4, 400, 4),
+}
+SUMMARY_ROWS = 100
+
+
+def adopt_request() -> None:
+    """A new request from Evaluate: make its run active and pre-select its sample."""
+    request = st.session_state.get(REQUEST)
+    if not request or request == st.session_state.get("_explain_seen"):
+        return
+    st.session_state["_explain_seen"] = dict(request)
+    state.set_active_run(request["run_id"])
+    st.session_state["explain_source"] = SOURCES[0]
+    st.session_state["explain_split"] = request.get("split", "test")
+    st.session_state["explain_index"] = int(request.get("index", 0))
+
+
+def pick_input(run, info):
+    """Returns (sha256, path) of the saved input, or None; draws the input."""
+    home = state.home()
+    st.session_state.setdefault("explain_source", SOURCES[0])
+    source = st.radio("Input", SOURCES, key="explain_source", horizontal=True)
+    if source == "Upload":
+        kinds = ["csv"] if info.modality == "tabular" else ["png", "jpg", "jpeg", "webp", "bmp"]
+        upload = st.file_uploader("A file to explain", type=kinds, key="explain_upload")
+        if upload is None:
+            return None
+        if info.modality == "tabular":
+            row = read_rows(upload.getvalue(), info.feature_names, upload.name)[0]
+            saved = save_input_row(home, run.id, row, info.feature_names)
+            render_row(info, row, f"{upload.name}, first row")
+            return saved
+        saved = save_input_image(home, run.id, upload.getvalue(), info.channels)
+        st.image(str(saved[1]), width=160, caption=upload.name)
+        return saved
+    left, right = st.columns([1, 2])
+    st.session_state.setdefault("explain_split", "test")
+    split = left.selectbox("Split", ["test", "val"], key="explain_split")
+    size = info.split_counts.get(split, 0)
+    if size == 0:
+        st.info(f"The {split} split is empty.")
+        return None
+    st.session_state["explain_index"] = min(st.session_state.get("explain_index", 0), size - 1)
+    index = int(right.number_input(f"Example (0 to {size - 1})", 0, size - 1,
+                                   key="explain_index"))
+    dataset = state.load_dataset(info.name, str(home))
+    label = info.classes[int(dataset.labels(split)[index])]
+    raw = dataset.raw(split, index)
+    caption = f"{dataset.ids(split)[index]} · true class {label}"
+    if info.modality == "tabular":
+        render_row(info, raw, caption)
+        return save_input_row(home, run.id, raw, info.feature_names)
+    st.image(raw, width=160, caption=caption)
+    return save_input_image(home, run.id, png_bytes(raw), info.channels)
+
+
+def render_row(info, row, caption: str) -> None:
+    st.dataframe({name: [float(v)] for name, v in zip(info.feature_names, row, strict=True)},
+                 hide_index=True, key="explain_row")
+    st.caption(caption)
+
+
+def pick_target(run, info, sha: str) -> tuple[int | None, int]:
+    """(the target class, or None while the prediction is unknown; the widget's choice)."""
+    probs = read_prediction(state.home(), run.id, sha)
+    predicted = describe_prediction(probs, info.classes)
+    choice = st.selectbox("Target class", [-1, *range(len(info.classes))], key="explain_target",
+                          format_func=lambda k: f"Predicted class: {predicted}" if k < 0
+                          else f"{k}: {info.classes[k]}")
+    if choice >= 0:
+        return choice, choice
+    return (int(np.argmax(probs)) if probs is not None else None), choice
+
+
+def pick_methods(info) -> tuple[list[str], dict[str, dict]]:
+    specs = {s.name: s for s in list_explainers(info.modality)}
+    methods = st.multiselect("Methods", list(specs), default=list(specs)[:1],
+                             key="explain_methods", format_func=lambda m: specs[m].display_name)
+    params: dict[str, dict] = {m: {} for m in specs}
+    with st.expander("Compute budget"):
+        for (method, key), (label, low, high, step) in BUDGET.items():
+            if method in specs and method in methods:
+                default = int(specs[method].defaults[key])
+                params[method][key] = int(st.number_input(
+                    label, low, high, default, step, key=f"explain_{method}_{key}"))
+        budget = st.number_input("Time budget per method (s)", 5, 3600, 300, 5,
+                                 key="explain_time_budget")
+    for method in params:
+        params[method]["time_budget_s"] = float(budget)
+    return methods, {m: effective_params(m, info.modality, params[m]) for m in methods}
+
+
+def task_key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def launch(s, run, path, methods: list[str], choice: int, params: dict[str, dict],
+           key: str) -> None:
+    argv = ["explain", run.id, str(path), "--method", ",".join(methods)]
+    if choice >= 0:
+        argv += ["--target", str(choice)]
+    for method in methods:
+        argv += [a for k, v in params[method].items() for a in ("--param", f"{method}.{k}={v}")]
+    launch_task(s, run.id, "explain", argv, key=key)
+
+
+def watch(task, key: str, what: str) -> None:
+    """A running task's progress, live; a failed one's error."""
+    if task.is_active:
+        _live_progress(task.run_id, key, what)
+    else:
+        render_task(task, what)
+
+
+@st.fragment(run_every="1s")
+def _live_progress(run_id: str, key: str, what: str) -> None:
+    task = state.store().latest_task(run_id, "explain", key)
+    render_task(task, what)
+    if task is not None and not task.is_active:
+        st.rerun()  # the whole page, which then reads the result from the cache
+
+
+def render_explanations(s, run, info, saved) -> None:
+    sha, path = saved
+    target, choice = pick_target(run, info, sha)
+    methods, params = pick_methods(info)
+    found = {m: find_explanation(state.home(), run.id, sha, m, params[m], target)
+             for m in methods} if target is not None else {m: None for m in methods}
+    missing = [m for m in methods if found[m] is None]
+    key = task_key(sha, choice, missing, {m: params[m] for m in missing})
+    task = s.latest_task(run.id, "explain", key)
+    busy = task is not None and task.is_active
+    if st.button("Explain", key="explain_run", type="primary", icon=":material/psychology:",
+                 disabled=not missing or busy):
+        launch(s, run, path, missing, choice, params, key)
+        st.rerun()
+    if missing and task is not None:
+        watch(task, key, "Explaining")
+    render_results_side_by_side([r for r in found.values() if r is not None], "explain_result")
+    if info.modality == "tabular" and target is not None:
+        render_summary(s, run, info, target)
+
+
+def render_summary(s, run, info, target: int) -> None:
+    st.subheader("Global summary")
+    params = effective_params("shap", "tabular", {})
+    result = find_explanation(state.home(), run.id, f"{SUMMARY_INPUT}:{SUMMARY_ROWS}",
+                              "shap-summary", params, target)
+    if result is None:
+        key = task_key("summary", target)
+        task = s.latest_task(run.id, "explain", key)
+        if st.button(f"Compute SHAP over {SUMMARY_ROWS} test rows", key="explain_summary",
+                     disabled=task is not None and task.is_active):
+            launch_task(s, run.id, "explain", ["explain", run.id, "--summary", "--target",
+                                               str(target), "--rows", str(SUMMARY_ROWS)],
+                        key=key)
+            st.rerun()
+        if task is not None:
+            watch(task, key, "SHAP summary")
+        return
+    st.plotly_chart(beeswarm_figure(result.attributions, result.row, result.feature_names,
+                                    title=f"SHAP values for class {result.target_label}"),
+                    key="explain_beeswarm")
+
+
+require_router()
+st.title("Explain")
+state.render_flashes()
+adopt_request()
+store = state.store()
+active = pick_trained_run(store, "explain_pick_run")
+if active is not None:
+    dataset_info = state.dataset_infos().get(active.dataset)
+    if dataset_info is None:
+        st.error(f"Run {active.id} was trained on {active.dataset!r}, which is no longer in "
+                 "this workspace.")
+    else:
+        st.caption(f"Run **{active.name or active.id}** · {active.dataset} / {active.model}")
+        try:
+            chosen = pick_input(active, dataset_info)
+            if chosen is not None:
+                render_explanations(store, active, dataset_info, chosen)
+        except UserError as exc:
+            st.error(str(exc))

@@ -1,0 +1,64 @@
+"""Home: what the app does, every run at a glance, and a one-click first training run."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import jobs
+from core.config import RunConfig
+from core.errors import UserError
+from core.store import Store
+from ui import state
+from ui.components import render_runs_table, require_router
+
+QUICK_EPOCHS = 10
+
+
+def quick_config() -> RunConfig:
+    """A small CNN on the built-in digits: about a minute on a laptop CPU."""
+    cfg = RunConfig()
+    cfg.data.dataset, cfg.model.name = "digits", "smallcnn"
+    cfg.train.epochs, cfg.train.batch_size = QUICK_EPOCHS, 32
+    return cfg
+
+
+def render_quick_start(s: Store) -> None:
+    if not st.button("Train a digits model now", key="home_quick_start", type="primary",
+                     icon=":material/rocket_launch:",
+                     help=f"A small CNN on the built-in 8x8 digits, {QUICK_EPOCHS} epochs."):
+        return
+    try:
+        run = jobs.launch(s, quick_config(), name="digits quick start")
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    state.set_active_run(run.id)
+    state.flash(f"Launched run {run.id}: watch it learn below.")
+    st.switch_page("pages/train.py")
+
+
+def render_counts(s: Store) -> None:
+    c = st.columns(4)
+    c[0].metric("Runs", s.count_runs())
+    c[1].metric("Running", s.count_runs(status="running") + s.count_runs(status="queued"))
+    c[2].metric("Completed", s.count_runs(status="completed"))
+    c[3].metric("Datasets", len(state.dataset_infos()))
+
+
+require_router()
+st.title("Lab2Market")
+st.markdown(
+    "Take a PyTorch classifier from the lab to the market in one browser tab.  \n"
+    "**Import** images or a table, **train** in the background and watch it learn live, "
+    "then evaluate, explain and ship it.  \n"
+    "Every action here is also a command: `python -m core --help`.")
+state.render_flashes()
+s = state.reconciled_store()
+render_quick_start(s)
+render_counts(s)
+
+st.subheader("Runs")
+render_runs_table(s, key="home_runs")
+if state.active_run_id():
+    st.page_link("pages/train.py", label="Open the active run on Train",
+                 icon=":material/monitoring:")

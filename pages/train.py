@@ -1,0 +1,94 @@
+"""Train: launch a run from a form, act on runs (stop, resume, delete, clone), watch one live."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import jobs
+from core.errors import UserError
+from core.store import Run, Store
+from ui import state
+from ui.components import render_runs_table, require_router
+from ui.monitor import render_monitor
+from ui.train_form import prefill_from, render_new_run_form
+
+
+def render_launch(s: Store, infos: dict) -> None:
+    """The new-run form; Launch starts a background job and makes it the active run."""
+    with st.container(border=True):
+        st.subheader("New run")
+        try:
+            submitted = render_new_run_form(infos)
+            if submitted is None:
+                return
+            config, name = submitted
+            with st.spinner("Starting the job..."):
+                run = jobs.launch(s, config, name=name)
+        except UserError as exc:
+            st.error(str(exc))
+            return
+    state.set_active_run(run.id)
+    state.flash(f"Launched run {run.id} ({run.dataset} / {run.model}) in the background.")
+    st.rerun()
+
+
+def render_run_actions(s: Store, run: Run, infos: dict) -> None:
+    """Stop, Resume, Clone and Delete (with a confirmation) for the active run."""
+    c = st.columns(4)
+    try:
+        if c[0].button("Stop", key="train_stop", icon=":material/stop:",
+                       disabled=not run.is_active, width="stretch"):
+            with st.spinner("Stopping (the job saves a checkpoint first)..."):
+                jobs.cancel(s, run.id)
+            state.flash(f"Stopped run {run.id}.", "info")
+            st.rerun()
+        if c[1].button("Resume", key="train_resume", icon=":material/replay:",
+                       disabled=run.status not in ("interrupted", "cancelled"), width="stretch"):
+            jobs.resume(s, run.id)
+            state.flash(f"Resumed run {run.id} from its last checkpoint.", "info")
+            st.rerun()
+        c[2].button("Clone", key="train_clone", icon=":material/content_copy:", width="stretch",
+                    on_click=prefill_from, args=(run.config, run.name or run.id, infos),
+                    help="Prefill the form above with this run's config.")
+        if c[3].button("Delete", key="train_delete", icon=":material/delete:",
+                       disabled=run.is_active, width="stretch"):
+            st.session_state["train_confirm_delete"] = run.id
+        if st.session_state.get("train_confirm_delete") == run.id:
+            render_delete_confirmation(s, run)
+    except UserError as exc:
+        st.error(str(exc))
+
+
+def render_delete_confirmation(s: Store, run: Run) -> None:
+    st.warning(f"Delete run {run.id} with its checkpoints, logs and metrics? "
+               "This cannot be undone.")
+    yes, no, _ = st.columns([1, 1, 4])
+    if yes.button("Yes, delete", key="train_delete_yes", type="primary"):
+        jobs.delete(s, run.id)
+        st.session_state.pop("train_confirm_delete", None)
+        state.set_active_run(None)
+        state.flash(f"Deleted run {run.id}.", "info")
+        st.rerun()
+    if no.button("Keep it", key="train_delete_no"):
+        st.session_state.pop("train_confirm_delete", None)
+        st.rerun()
+
+
+require_router()
+st.title("Train")
+state.render_flashes()
+s = state.reconciled_store()
+infos = state.dataset_infos()
+
+render_launch(s, infos)
+
+st.subheader("Active run")
+run = state.active_run(s)
+if run is None:
+    st.info("Launch a run above, or pick one in the table below or in the sidebar.")
+else:
+    render_run_actions(s, run, infos)
+    render_monitor(run)
+
+st.subheader("All runs")
+render_runs_table(s, key="train_runs")

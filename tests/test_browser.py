@@ -1,0 +1,236 @@
+"""End to end in a real browser: Playwright drives the system Chromium against `streamlit run`.
+
+Nothing is patched: the app runs as a server on a free loopback port over a fresh workspace, the
+training run is a real background job. Screenshots go to ``$LAB2MARKET_ARTIFACTS`` (else a
+``browser`` folder in pytest's temporary directory, whose path the test prints).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--headless"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "
+                                                "chromium); CI installs it"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"streamlit did not answer on {url} within {timeout}s")
+
+
+@contextmanager
+def streamlit_app(home: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free loopback port over the workspace ``home``."""
+    port = free_port()
+    # One torch thread per job (inherited from the server): on a 2-core runner a job with two
+    # threads fights the browser and the server and runs many times slower.
+    env = {**os.environ, "LAB2MARKET_HOME": str(home), "PYTHONPATH": str(ROOT),
+           "OMP_NUM_THREADS": "1"}
+    log = open(home / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("browser_ws")
+    try:
+        with streamlit_app(home) as url:
+            yield url, home
+    finally:
+        _stop_jobs(home)
+
+
+def _stop_jobs(home: Path) -> None:
+    """Background jobs outlive the server by design; a test must not leave one running."""
+    from core import jobs
+    from core.store import Store
+
+    store = Store(home)
+    for run in store.active_runs():
+        jobs.cancel(store, run.id, timeout=10)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("LAB2MARKET_ARTIFACTS") or tmp_path_factory.mktemp("browser"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def text_of(page, selector: str) -> str:
+    loc = page.locator(selector)
+    return loc.first.inner_text() if loc.count() else ""
+
+
+def test_launch_from_train_page_and_watch_the_curve_grow(app, page, artifacts: Path) -> None:
+    url, home = app
+    page.goto(url)
+    page.locator(".st-key-home_quick_start").wait_for()
+    page.locator(".st-key-sidebar_workspace", has_text=str(home)).wait_for()
+    page.locator('[data-testid="stSidebarNav"] a[href$="/train"]').click()
+    page.locator(".st-key-train_epochs input").wait_for()
+    # 10 epochs of 79 steps: a few seconds on an idle laptop CPU, so the chart updates several
+    # times at its 1 s refresh; much longer on a loaded machine, hence the generous deadline.
+    page.locator(".st-key-train_epochs input").fill("10")
+    page.locator(".st-key-train_batch_size input").fill("16")
+    page.get_by_role("button", name="Launch").click()
+
+    counts: list[tuple[str, int]] = []  # (status, points on the loss curve) over time
+    deadline = time.monotonic() + 170
+    shot_while_running = False
+    while time.monotonic() < deadline:
+        status = text_of(page, ".st-key-train_run_status").strip()
+        found = re.search(r"(\d+) points", text_of(page, ".st-key-train_loss_points"))
+        if status and found:
+            counts.append((status, int(found.group(1))))
+            if status == "running" and counts[-1][1] > 0 and not shot_while_running:
+                page.screenshot(path=str(artifacts / "train_running.png"))
+                shot_while_running = True
+        if status == "completed":
+            break
+        time.sleep(0.25)
+    page.screenshot(path=str(artifacts / "train_completed.png"))
+    assert counts and counts[-1][0] == "completed", counts[-10:]
+    running = [n for status, n in counts if status == "running"]
+    assert len(set(running)) >= 2 and max(running) > min(running), (
+        f"the loss curve did not grow while running: {counts}")
+    final = counts[-1][1]
+    assert final >= 10 * 2 + 70  # train/loss and val/loss per epoch, a step loss every 10 steps
+    # The chart itself is drawn from the same series: a plotly trace per loss key.
+    assert page.locator(".st-key-train_loss_chart .scatterlayer .trace").count() >= 2
+    page.locator(".st-key-sidebar_workspace", has_text=str(home)).wait_for()  # on every page
+
+
+def _imagefolder_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for cls, color in (("cats", 30), ("dogs", 220)):
+            for i in range(6):
+                buf = io.BytesIO()
+                Image.fromarray(np.full((16, 16, 3), color + i, np.uint8)).save(buf, "PNG")
+                zf.writestr(f"{cls}/{i}.png", buf.getvalue())
+    return path
+
+
+def test_upload_a_zip_on_the_data_page(app, page, artifacts: Path, tmp_path: Path) -> None:
+    url, home = app
+    page.goto(f"{url}/data")
+    page.locator(".st-key-data_dataset").wait_for()
+    archive = _imagefolder_zip(tmp_path / "pets.zip")
+    page.locator(".st-key-data_zip_upload input[type=file]").set_input_files(str(archive))
+    name = page.locator(".st-key-data_zip_name input")
+    name.fill("browser-pets")
+    name.press("Enter")
+    button = page.locator(".st-key-data_zip_import button")
+    page.wait_for_function(
+        "() => !document.querySelector('.st-key-data_zip_import button').disabled")
+    button.click()
+    page.get_by_text("Imported dataset browser-pets").wait_for(timeout=60_000)
+    table = page.locator('[data-testid="stTable"]').first
+    assert "browser-pets" in table.inner_text()
+    page.screenshot(path=str(artifacts / "data_imported.png"))
+    assert (home / "datasets" / "browser-pets").is_dir()
+
+
+def test_a_deep_link_after_a_restart_shows_the_run_live(page, tmp_path: Path) -> None:
+    """A tab reopened on /train?run=ID after the server restarted: the app shell and the live run.
+
+    The run is written straight into the store (its pid is this process, so it counts as alive),
+    as a job that kept running while the app was down would leave it.
+    """
+    from core.config import RunConfig
+    from core.store import Store
+
+    home = tmp_path / "ws"
+    home.mkdir()
+    store = Store(home)
+    run = store.create_run(RunConfig().to_dict(), name="survivor")
+    store.set_status(run.id, "running")
+    store.update_run(run.id, pid=os.getpid(), total_steps=1000, step=20)
+    store.log_metrics(run.id, [(10, "train/step_loss", 1.0), (20, "train/step_loss", 0.9)])
+    try:
+        with streamlit_app(home) as url:
+            page.goto(f"{url}/train?run={run.id}")  # the first request after the start
+            page.locator(".st-key-train_loss_points", has_text="2 points").wait_for()
+            page.locator(".st-key-sidebar_workspace", has_text=str(home)).wait_for()
+            assert "running" in text_of(page, ".st-key-train_run_status")
+            store.log_metrics(run.id, [(30, "train/step_loss", 0.8)])
+            written = time.monotonic()
+            page.locator(".st-key-train_loss_points", has_text="3 points").wait_for()
+            assert time.monotonic() - written < 5  # refreshed every second (benchmarked)
+    finally:
+        store.set_status(run.id, "completed")
+        store.close()

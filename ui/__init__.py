@@ -1,0 +1,1 @@
+"""Shared pieces of the dashboard: session state, render helpers and charts. No torch here."""

@@ -1,0 +1,165 @@
+"""Render helpers shared by the pages: the sidebar, the runs table, status badges."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import RunNotFound
+from core.store import STATUSES, Run, Store
+from ui import format as fmt
+from ui.state import (
+    ACTIVE_RUN,
+    ROUTED,
+    active_run_id,
+    adopt_run_from_url,
+    app_version,
+    home,
+    set_active_run,
+    store,
+)
+
+PAGE_SIZE = 20
+
+
+def require_router() -> None:
+    """Make sure this page has the app's shell, even when Streamlit runs it on its own.
+
+    Streamlit keeps its legacy ``pages/`` mode on until some session has run ``app.py`` (whose
+    ``st.navigation`` turns it off); until then a deep link such as ``/train`` runs
+    ``pages/train.py`` alone, without the sidebar. A tab that reconnects after a restart does
+    exactly that, and ``AppTest`` turns the legacy mode back on before every run. So: turn it
+    off and, on a session's first run (no widget event to lose), rerun through ``app.py``;
+    otherwise keep this run and draw the shared sidebar here.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    if not getattr(PagesManager, "uses_pages_directory", False):
+        return
+    PagesManager.uses_pages_directory = False
+    if not st.session_state.get(ROUTED):
+        st.rerun()
+    st.session_state.setdefault(ACTIVE_RUN, None)
+    adopt_run_from_url()
+    render_sidebar(store())
+
+
+def render_sidebar(store: Store) -> None:
+    """The workspace in use, the active run picker shared by all pages, the app version."""
+    with st.sidebar:
+        with st.container(key="sidebar_workspace"):
+            st.caption("Workspace")
+            st.code(str(home()), language=None, wrap_lines=True)
+        render_run_picker(store)
+        st.caption(f"Lab2Market {app_version()}")
+
+
+def render_run_picker(store: Store, limit: int = 25) -> None:
+    runs = store.list_runs(limit=limit)
+    active = active_run_id()
+    if active and active not in {r.id for r in runs}:
+        try:
+            runs.insert(0, store.get_run(active))
+        except RunNotFound:  # deleted meanwhile (another tab, the CLI)
+            set_active_run(None)
+            active = None
+    if not runs:
+        st.caption("No runs yet.")
+        return
+    labels = {r.id: f"{r.name or r.id} · {r.dataset}/{r.model} · {r.status}" for r in runs}
+    options = list(labels)
+    # The picker mirrors the shared state: pages change ACTIVE_RUN, the picker follows.
+    st.session_state["sidebar_run"] = active if active in labels else None
+    st.selectbox("Active run", options, key="sidebar_run", format_func=labels.__getitem__,
+                 index=None, placeholder="Pick a run",
+                 on_change=lambda: set_active_run(st.session_state.get("sidebar_run")),
+                 help="The run that Train (and later Evaluate, Explain, Export) works on.")
+
+
+def render_status_badge(run: Run, key: str) -> None:
+    with st.container(key=key):
+        st.badge(run.status, color=fmt.STATUS_COLORS.get(run.status, "gray"))
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """One display row per run: status, dataset, model, best monitored metric, times."""
+    rows = []
+    for r in runs:
+        monitor = r.config.get("train", {}).get("monitor", "val/loss")
+        final = r.summary.get("final", {})
+        val_acc = final.get("val/acc")
+        rows.append({
+            "Status": [r.status],  # a one-item list: drawn as a coloured badge
+            "Run": r.id,
+            "Name": r.name,
+            "Dataset": r.dataset,
+            "Model": r.model,
+            "Best": f"{monitor} {fmt.number(r.best_metric)}" if r.best_metric is not None
+            else "—",
+            "Val acc": val_acc if isinstance(val_acc, float) and math.isfinite(val_acc) else None,
+            "Epoch": f"{r.epoch}/{r.total_epochs}",
+            "Created": fmt.timestamp(r.created_at),
+            "Duration": fmt.duration(r.duration),
+        })
+    return pd.DataFrame(rows, columns=["Status", "Run", "Name", "Dataset", "Model", "Best",
+                                       "Val acc", "Epoch", "Created", "Duration"])
+
+
+def render_runs_table(store: Store, key: str, page_size: int = PAGE_SIZE) -> list[Run]:
+    """A filterable, paginated runs table; picking a row makes that run the active one.
+
+    Only one page of runs is read from the store, so the table stays fast with thousands of runs.
+    Returns the runs shown.
+    """
+    left, right = st.columns([1, 2])
+    status = left.selectbox("Status", ["all", *STATUSES], key=f"{key}_status",
+                            on_change=_first_page, args=(key,))
+    search = right.text_input("Search", key=f"{key}_search", on_change=_first_page, args=(key,),
+                              placeholder="run id, name, dataset or model")
+    status_filter = None if status == "all" else status
+    total = store.count_runs(status=status_filter, search=search)
+    if total == 0:
+        st.info("No runs match." if (status_filter or search) else "No runs yet.")
+        return []
+    pages = max(1, math.ceil(total / page_size))
+    page = st.session_state.get(f"{key}_page", 1)
+    if not 1 <= page <= pages:  # runs were deleted meanwhile: back to the first page
+        _first_page(key)
+        page = 1
+    runs = store.list_runs(limit=page_size, offset=(page - 1) * page_size,
+                           status=status_filter, search=search)
+    st.session_state[f"{key}_ids"] = [r.id for r in runs]
+    st.dataframe(
+        runs_frame(runs), key=f"{key}_table", hide_index=True, on_select=_on_pick(key),
+        selection_mode="single-row", width="stretch",
+        column_config={
+            "Status": st.column_config.MultiselectColumn(
+                options=list(STATUSES), color=[fmt.STATUS_HEX[s] for s in STATUSES]),
+            "Val acc": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    if pages > 1:
+        st.pagination(pages, key=f"{key}_page")
+    st.caption(f"{total} run(s) · page {page} of {pages} · pick a row to make it the active run")
+    return runs
+
+
+def _first_page(key: str) -> None:
+    st.session_state.pop(f"{key}_page", None)
+
+
+def _on_pick(key: str):
+    def pick() -> None:
+        event = st.session_state.get(f"{key}_table")
+        rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+        if not rows and isinstance(event, dict):
+            rows = list(event.get("selection", {}).get("rows", []))
+        ids = st.session_state.get(f"{key}_ids", [])
+        if rows and rows[0] < len(ids):
+            st.session_state[ACTIVE_RUN] = ids[rows[0]]
+
+    return pick

@@ -1,0 +1,228 @@
+"""The live monitor of a run: curves that grow while it trains, progress, ETA, epoch table, error.
+
+While the run is active the monitor is a fragment that reruns twice a second on its own (the
+rest of the page stays still) and reads only the metric rows newer than the last step it holds;
+the series it already read live in session state. A finished run is drawn once, without polling.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs
+from core.errors import RunNotFound
+from core.series import Series, count_points, epoch_rows, last_step, merge
+from core.store import Run, Store
+from core.workspace import run_dir
+from ui import format as fmt
+from ui.charts import Overlay, curves_figure
+from ui.components import render_status_badge
+from ui.state import store
+
+LOSS_KEYS = ("train/step_loss", "train/loss", "val/loss")
+ACC_KEYS = ("train/acc", "val/acc")
+OVERLAY_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
+CACHE_KEY = "train_series"  # session state: {run_id: {"pid": ..., "series": {...}}}
+MAX_CACHED_RUNS = 4
+REFRESH = 0.5  # seconds: a new metric row reaches the chart well within 2 s
+
+
+def read_series(s: Store, run: Run) -> dict[str, Series]:
+    """The run's series held by this session, topped up with the rows newer than its last step.
+
+    The window re-reads the last step itself: the trainer writes an epoch's metrics at the step
+    of its last batch, possibly after that batch's step loss was read; ``merge`` drops repeats.
+    A resumed run (new process) is re-read from the start, as it may rewrite later steps.
+    """
+    cache: OrderedDict = st.session_state.setdefault(CACHE_KEY, OrderedDict())
+    entry = cache.get(run.id)
+    if entry is None or entry["pid"] != run.pid:
+        entry = {"pid": run.pid, "series": {}}
+    cache[run.id] = entry
+    cache.move_to_end(run.id)
+    while len(cache) > MAX_CACHED_RUNS:
+        cache.popitem(last=False)
+    series = entry["series"]
+    merge(series, s.get_metrics(run.id, after_step=last_step(series) - 1))
+    return series
+
+
+@st.cache_data(ttl=30, max_entries=64, show_spinner=False)
+def overlay_series(home: str, run_id: str, marker: tuple) -> dict[str, Series]:
+    """Epoch-level series of another run, to compare (``marker`` changes when it progresses)."""
+    s = Store(home)
+    try:
+        rows = s.get_metrics(run_id, keys=OVERLAY_KEYS)
+    finally:
+        s.close()
+    series: dict[str, Series] = {}
+    merge(series, rows)
+    return series
+
+
+def render_monitor(run: Run) -> None:
+    """The monitor of ``run``: live while it is queued or running, drawn once otherwise."""
+    if run.is_active:
+        _live_monitor(run.id)
+    else:
+        _static_monitor(run.id)
+
+
+@st.fragment(run_every=REFRESH)
+def _live_monitor(run_id: str) -> None:
+    s = store()
+    jobs.reconcile(s)  # a job killed meanwhile shows as interrupted, not as running forever
+    run = _get(s, run_id)
+    if run is None:
+        return
+    _render_body(s, run)
+    if not run.is_active:
+        st.rerun()  # the whole page switches to the finished view and the polling stops
+
+
+@st.fragment
+def _static_monitor(run_id: str) -> None:
+    s = store()
+    run = _get(s, run_id)
+    if run is not None:
+        _render_body(s, run)
+
+
+def _get(s: Store, run_id: str) -> Run | None:
+    try:
+        return s.get_run(run_id)
+    except RunNotFound:
+        st.info(f"Run {run_id} no longer exists.")
+        return None
+
+
+def _render_body(s: Store, run: Run) -> None:
+    series = read_series(s, run)
+    render_progress(run, series)
+    render_outcome(s, run)
+    overlays = render_compare_picker(s, run)
+    render_curves(run, series, overlays)
+    render_epoch_table(series)
+    render_events(s, run)
+
+
+def render_progress(run: Run, series: dict[str, Series]) -> None:
+    head = st.columns([3, 1])
+    title = f"**{run.name}** · `{run.id}`" if run.name else f"`{run.id}`"
+    head[0].markdown(f"{title} · {run.dataset} / {run.model}")
+    with head[1]:
+        render_status_badge(run, key="train_run_status")
+    eta = run.eta()
+    text = (f"epoch {run.epoch}/{run.total_epochs} · step {run.step}/{run.total_steps or '?'}"
+            + (f" · ETA {fmt.duration(eta)}" if eta is not None else ""))
+    st.progress(1.0 if run.status == "completed" else run.progress, text=text)
+    throughput = series.get("throughput", ([], []))[1]
+    c = st.columns(5)
+    c[0].metric("Throughput", f"{throughput[-1]:.0f}/s" if throughput else "—",
+                help="Training samples per second in the last epoch.")
+    c[1].metric("Device", run.device or "—")
+    c[2].metric("Elapsed", fmt.duration(run.duration))
+    c[3].metric("ETA", fmt.duration(eta) if run.is_active else "—")
+    monitor = run.config.get("train", {}).get("monitor", "val/loss")
+    c[4].metric(f"Best {monitor}", fmt.number(run.best_metric))
+
+
+def render_outcome(s: Store, run: Run) -> None:
+    """The error of a failed run (with its log), or why a run stopped."""
+    summary = run.summary
+    if run.status == "failed":
+        st.error(f"This run failed: {run.error or 'unknown error'}")
+        log = run_dir(s.home, run.id) / "log.txt"
+        if log.is_file():
+            with st.expander("Log (last 60 lines)"):
+                st.code("\n".join(log.read_text(errors="replace").splitlines()[-60:]),
+                        language=None)
+    elif run.status == "interrupted":
+        st.warning(run.error or "The job stopped without finishing. Resume it to continue.")
+    elif run.status == "cancelled":
+        st.info("Cancelled. Resume it to continue from its last checkpoint.")
+    if summary.get("stop_reason"):
+        st.info(f"Stopped early: {summary['stop_reason']}")
+    if summary.get("skipped_images"):
+        st.warning(f"{summary['skipped_images']} unreadable image(s) were skipped.")
+    if run.status == "running" and run.heartbeat:
+        silent = time.time() - run.heartbeat
+        if silent > 60:
+            st.warning(f"No heartbeat from the job for {fmt.duration(silent)}.")
+
+
+def render_compare_picker(s: Store, run: Run) -> list[Overlay]:
+    """Other runs whose epoch curves are overlaid (dashed) on this run's charts."""
+    others = [r for r in s.list_runs(limit=30) if r.id != run.id]
+    labels = {r.id: f"{r.name or r.id} · {r.dataset}/{r.model}" for r in others}
+    if "train_compare" in st.session_state:  # forget runs deleted (or scrolled out) meanwhile
+        st.session_state["train_compare"] = [
+            i for i in st.session_state["train_compare"] if i in labels]
+    chosen = st.multiselect("Compare with", list(labels), key="train_compare",
+                            format_func=lambda i: labels.get(i, i),
+                            placeholder="Overlay the curves of other runs",
+                            help="Epoch-level train/val curves of the runs you pick, dashed.")
+    overlays = []
+    for other in (r for r in others if r.id in chosen):
+        marker = (other.status, other.step, other.epoch)
+        overlays.append(Overlay(other.name or other.id,
+                                overlay_series(str(s.home), other.id, marker)))
+    return overlays
+
+
+def render_curves(run: Run, series: dict[str, Series], overlays: list[Overlay]) -> None:
+    figures = _figures(run, series, overlays)
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(figures["loss"], key="train_loss_chart")
+        with st.container(key="train_loss_points"):
+            st.caption(f"Loss curve: {count_points(series, LOSS_KEYS)} points")
+    with right:
+        st.plotly_chart(figures["acc"], key="train_acc_chart")
+    if "lr" in figures:
+        st.plotly_chart(figures["lr"], key="train_lr_chart")
+
+
+def _figures(run: Run, series: dict[str, Series], overlays: list[Overlay]) -> dict:
+    """The run's figures, rebuilt only when a point was added (most refreshes add none)."""
+    signature = (run.id, count_points(series), tuple(
+        (o.label, count_points(o.series)) for o in overlays))
+    held = st.session_state.get("train_figures")
+    if held is not None and held[0] == signature:
+        return held[1]
+    figures = {
+        "loss": curves_figure(series, LOSS_KEYS, "Loss", "loss", overlays, revision=run.id),
+        "acc": curves_figure(series, ACC_KEYS, "Accuracy", "accuracy", overlays,
+                             revision=run.id),
+    }
+    if "lr" in series:
+        figures["lr"] = curves_figure(series, ("lr",), "Learning rate", "lr", revision=run.id,
+                                      height=240, from_zero=True)
+    st.session_state["train_figures"] = (signature, figures)
+    return figures
+
+
+def render_epoch_table(series: dict[str, Series]) -> None:
+    rows = epoch_rows(series)
+    if not rows:
+        st.caption("The epoch table appears when the first epoch ends.")
+        return
+    frame = pd.DataFrame(rows).set_index("epoch")
+    columns = [c for c in ("train/loss", "train/acc", "val/loss", "val/acc", "lr",
+                           "throughput", "epoch_time", "step") if c in frame]
+    st.dataframe(frame[columns], width="stretch", key="train_epoch_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                for c in columns if c != "step"})
+
+
+def render_events(s: Store, run: Run) -> None:
+    events = s.get_events(run.id)[-20:]
+    if not events:
+        return
+    with st.expander(f"Events ({len(events)})"):
+        for e in reversed(events):
+            st.text(f"{fmt.timestamp(e.time)}  {e.level:7}  {e.kind}: {e.message}")
