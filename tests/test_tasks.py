@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import wait_for
+
 from core.config import RunConfig
 from core.jobs import create_run
 from core.store import Store
