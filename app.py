@@ -17,6 +17,7 @@ pages = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/dataset:")],
     "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:")],
+    "Analyze": [st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:")],
 }
 page = st.navigation(pages)
 render_sidebar(store())
