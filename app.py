@@ -18,6 +18,7 @@ pages = {
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/dataset:")],
     "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:")],
     "Analyze": [st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:")],
+    "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }
 page = st.navigation(pages)
 render_sidebar(store())

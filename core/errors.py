@@ -53,3 +53,15 @@ class InvalidRunState(UserError):
 
 class DeviceUnavailable(UserError):
     """The requested device (e.g. ``cuda:0``) does not exist on this machine."""
+
+
+class ComputeBudgetExceeded(UserError):
+    """An explanation ran past its compute budget (time, samples or steps)."""
+
+
+class ExportFailed(UserError):
+    """An export did not pass its checks (ONNX checker, agreement with PyTorch)."""
+
+
+class InvalidBundle(UserError):
+    """An export bundle is missing, was not exported by this project, or changed since."""

@@ -83,7 +83,7 @@ def render_serve(s: Store, run, bundles: list) -> None:
     task = s.latest_task(run.id, "serve")
     onnx = [b["bundle"] for b in bundles if b.get("format") == "onnx"]
     if task is not None and task.is_active:
-        render_server_info(run, task)
+        render_server_info(run)
         if st.button("Stop the server", key="deploy_stop", icon=":material/stop:"):
             stop_server(s, task)
             st.rerun()
@@ -93,9 +93,11 @@ def render_serve(s: Store, run, bundles: list) -> None:
         render_task_error(task, "The last server")
         render_start_form(s, run, onnx)
     if onnx:
-        served = read_state(state.home(), run.id)
+        served = read_state(state.home(), run.id) if task is not None and task.is_active \
+            else None
         render_live(run.id, served["bundle"] if served else
-                    next(b["path"] for b in bundles if b["bundle"] == onnx[0]))
+                    next(b["path"] for b in bundles if b["bundle"] == onnx[0]),
+                    since=served["started_at"] if served else None)
 
 
 def render_start_form(s: Store, run, onnx: list[str]) -> None:

@@ -29,6 +29,7 @@ from ui.state import home, store
 EXPORTS = {"ONNX fp32": ("onnx", None), "ONNX int8": ("onnx", "int8"),
            "TorchScript": ("torchscript", None)}
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+BENCH_BUDGET_S = 2.0  # seconds of timing per form: enough for the small models a page trains
 
 
 def has_checkpoint(run: Run) -> bool:
@@ -47,7 +48,7 @@ def start_export(s: Store, run: Run, choice: str) -> Task:
 
 
 def start_bench(s: Store, run: Run) -> Task:
-    return launch_task(s, run.id, "bench", ["bench", run.id])
+    return launch_task(s, run.id, "bench", ["bench", run.id, "--budget", str(BENCH_BUDGET_S)])
 
 
 def start_server(s: Store, run: Run, bundle: str, port: int, concurrency: int,
@@ -197,7 +198,7 @@ def curl_example(url: str, modality: str, token_required: bool, spec: dict | Non
     return f"curl -s {url}/predict{auth} \\\n  -F file=@image.png"
 
 
-def render_server_info(run: Run, task: Task) -> None:
+def render_server_info(run: Run) -> None:
     info = read_state(home(), run.id)
     if info is None:
         st.info("The server is starting...")
@@ -214,17 +215,22 @@ def render_server_info(run: Run, task: Task) -> None:
 
 
 @st.fragment(run_every="2s")
-def render_live(run_id: str, bundle_path: str | None) -> None:
-    """Requests, errors, latency histogram, served confidences beside the test split's."""
+def render_live(run_id: str, bundle_path: str | None, since: float | None = None) -> None:
+    """Requests, errors, latency histogram, served confidences beside the test split's
+    (``since``: only the requests of the server started then)."""
     records = monitor.read_log(serve_dir(home(), run_id) / LOG_FILE)
+    if since is not None:
+        records = [r for r in records if r.get("time", 0) >= since]
     stats = monitor.summarize(records)
+    st.caption("Requests to the running server." if since is not None else
+               "Every request logged for this run (the server is not running).")
     c = st.columns(4)
     c[0].metric("Requests", stats["requests"])
     c[1].metric("Answered", stats["answered"])
     c[2].metric("Errors", stats["errors"], help="4xx/5xx answers other than 429")
     c[3].metric("Busy (429)", stats["rejected_busy"])
     if not stats["answered"]:
-        st.caption("No answered request yet: try the curl example above.")
+        st.caption("No answered request yet.")
         return
     reference = monitor.reference_confidences(bundle_path) if bundle_path else []
     left, right = st.columns(2)

@@ -1,0 +1,194 @@
+"""AppTest of the Deploy page: export from the page (a real background task), the bundles table
+and download, the latency table and chart, the server started and stopped from the page with
+its live request count, a failed task's message, and no torch import.
+
+One digits run is trained and exported (ONNX fp32) once for the module; tasks and the server
+are real processes, awaited with bounds and stopped in ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import wait_for
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from test_export import train
+from test_serve import free_port
+
+from core.export import export_run
+from core.jobs import is_alive
+from core.store import Store
+from core.tasks import cancel_task
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/deploy.py"
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("deploy_page_ws")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAB2MARKET_HOME", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def run_id(ws: Path) -> str:
+    run_id = train(ws, train={"epochs": 1})
+    export_run(run_id, ws, "onnx", latency_budget_s=0.2)
+    return run_id
+
+
+def open_page(**state) -> AppTest:
+    """The page through the router when app.py lists it, else on its own."""
+    if PAGE in (ROOT / "app.py").read_text():
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+        for key, value in state.items():
+            at.session_state[key] = value
+        at.run()
+        at.switch_page(PAGE)
+    else:
+        at = AppTest.from_file(str(ROOT / PAGE), default_timeout=TIMEOUT)
+        at.session_state["_routed"] = True
+        for key, value in state.items():
+            at.session_state[key] = value
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def frame_with(at: AppTest, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def wait_task(store: Store, task_id: str, timeout: float = 150):
+    return wait_for(lambda: (t := store.get_task(task_id)).status not in ("queued", "running")
+                    and t, timeout=timeout, interval=0.25, message=f"task {task_id}")
+
+
+def test_empty_workspace_says_to_train_first(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LAB2MARKET_HOME", str(tmp_path))
+    at = open_page()
+    assert any("train one" in i.value for i in at.info)
+
+
+def test_bundles_table_download_and_model_card(ws: Path, run_id: str) -> None:
+    at = open_page(active_run=run_id)
+    assert at.selectbox(key="deploy_run").value == run_id
+    table = frame_with(at, "Bundle")
+    assert list(table["Bundle"]) == ["onnx-fp32"]
+    assert table["fp32 parity b1"][0] <= 1e-4 and table["fp32 parity b8"][0] <= 1e-4
+    assert at.get("download_button")
+    assert any("Model card" in e.label for e in at.expander)
+
+
+def test_export_int8_from_the_page(ws: Path, run_id: str) -> None:
+    at = open_page(active_run=run_id)
+    at.segmented_control(key="deploy_format").set_value("ONNX int8")
+    at.button(key="deploy_export").click().run()
+    assert_clean(at)
+    store = Store(ws)
+    task = store.latest_task(run_id, "export")
+    assert task is not None and task.key == "onnx-int8"
+    done = wait_task(store, task.id)
+    assert done.status == "completed", done.error
+    at.run()
+    assert_clean(at)
+    table = frame_with(at, "Bundle")
+    assert set(table["Bundle"]) == {"onnx-fp32", "onnx-int8"}
+    int8 = table[table["Bundle"] == "onnx-int8"].iloc[0]
+    assert int8["int8 agreement"] >= 0.95
+    assert abs(int8["Acc exported"] - int8["Acc PyTorch"]) <= 0.01
+
+
+def test_latency_measured_from_the_page(ws: Path, run_id: str) -> None:
+    at = open_page(active_run=run_id)
+    assert any("Not measured" in c.value for c in at.caption)
+    at.button(key="deploy_bench").click().run()
+    assert_clean(at)
+    store = Store(ws)
+    done = wait_task(store, store.latest_task(run_id, "bench").id)
+    assert done.status == "completed", done.error
+    at.run()
+    assert_clean(at)
+    table = frame_with(at, "Variant")
+    assert list(table["Variant"]) == ["eager", "torchscript", "onnx-fp32", "onnx-int8"]
+    assert (table["p50 ms"] > 0).all() and (table["Size MB"] > 0).all()
+    assert at.get("plotly_chart")
+
+
+def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
+    at = open_page(active_run=run_id)
+    port = free_port()
+    at.number_input(key="deploy_port").set_value(port)
+    at.text_input(key="deploy_token").set_value("page-token")
+    at.button(key="FormSubmitter:deploy_serve_form-Start the server").click().run()
+    assert_clean(at)
+    store = Store(ws)
+    task = store.latest_task(run_id, "serve")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: store.get_task(task.id).message == url, timeout=60, interval=0.2,
+                 message="the server to start")
+        buf = io.BytesIO()
+        Image.new("L", (8, 8), 255).save(buf, "PNG")
+        files = {"file": ("x.png", buf.getvalue(), "image/png")}
+        assert httpx.post(f"{url}/predict", files=files).status_code == 401
+        ok = httpx.post(f"{url}/predict", files=files,
+                        headers={"Authorization": "Bearer page-token"})
+        assert ok.status_code == 200
+        at.run()
+        assert_clean(at)
+        assert any(url in m.value for m in at.markdown)
+        assert any("curl" in c.value and "Bearer" in c.value for c in at.code)
+        metrics = {m.label: m.value for m in at.metric}
+        assert int(metrics["Requests"]) >= 2 and int(metrics["Answered"]) >= 1
+        assert int(metrics["Errors"]) >= 1  # the 401
+        at.button(key="deploy_stop").click().run()
+        assert_clean(at)
+    finally:
+        cancel_task(store, task.id)
+    stopped = store.get_task(task.id)
+    assert stopped.status == "interrupted"
+    wait_for(lambda: not is_alive(stopped.pid, stopped.pid_start), timeout=10)
+    assert at.button(key="FormSubmitter:deploy_serve_form-Start the server")
+    token = ws / "runs" / run_id / "serve" / "token"
+    assert token.stat().st_mode & 0o077 == 0  # readable by the owner only
+
+
+def test_a_failed_task_shows_its_error(ws: Path, run_id: str) -> None:
+    store = Store(ws)
+    task = store.create_task(run_id, "serve")
+    store.update_task(task.id, status="failed", error="Cannot listen on 127.0.0.1:8000")
+    at = open_page(active_run=run_id)
+    assert any("Cannot listen" in e.value for e in at.error)
+
+
+def test_the_page_never_imports_torch(ws: Path, run_id: str) -> None:
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(ROOT / PAGE)!r}, default_timeout=60)\n"
+        "at.session_state['_routed'] = True\n"
+        f"at.session_state['active_run'] = {run_id!r}\n"
+        "at.run()\n"
+        "assert not at.exception, at.exception\n"
+        "print('torch' in sys.modules, 'onnxruntime' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                           "LAB2MARKET_HOME": str(ws)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False False"
