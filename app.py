@@ -17,7 +17,11 @@ pages = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/dataset:")],
     "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:")],
-    "Analyze": [st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:")],
+    "Analyze": [
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
+        st.Page("pages/explain.py", title="Explain", icon=":material/psychology:"),
+    ],
     "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }
 page = st.navigation(pages)

@@ -68,7 +68,7 @@ def pick_input(run, info):
             saved = save_input_row(home, run.id, row, info.feature_names)
             render_row(info, row, f"{upload.name}, first row")
             return saved
-        saved = save_input_image(home, run.id, upload.getvalue(), info.channels)
+        saved = save_input_image(home, run.id, upload.getvalue(), info.channels, upload.name)
         st.image(str(saved[1]), width=160, caption=upload.name)
         return saved
     left, right = st.columns([1, 2])
@@ -101,10 +101,11 @@ def render_row(info, row, caption: str) -> None:
 def pick_target(run, info, sha: str) -> tuple[int | None, int]:
     """(the target class, or None while the prediction is unknown; the widget's choice)."""
     probs = read_prediction(state.home(), run.id, sha)
-    predicted = describe_prediction(probs, info.classes)
     choice = st.selectbox("Target class", [-1, *range(len(info.classes))], key="explain_target",
-                          format_func=lambda k: f"Predicted class: {predicted}" if k < 0
+                          format_func=lambda k: "The predicted class" if k < 0
                           else f"{k}: {info.classes[k]}")
+    st.caption(f"Predicted: {describe_prediction(probs, info.classes)}",
+               help="Known once an explanation of this input has run.")
     if choice >= 0:
         return choice, choice
     return (int(np.argmax(probs)) if probs is not None else None), choice

@@ -108,7 +108,10 @@ def render_tabular(result: Explanation, key: str) -> None:
 
 def render_trust(result: Explanation, key: str) -> None:
     sanity = result.sanity
-    if sanity:
+    if sanity and sanity.get("similarity") is None:
+        st.warning("Sanity check undefined: this map is flat (it ranks no pixel above another).",
+                   icon=":material/science:")
+    elif sanity:
         verdict = "passed" if sanity.get("passed") else "failed"
         text = (f"Sanity check {verdict}: similarity to the map of a randomised model "
                 f"{sanity['similarity']:.2f} (Spearman of |attribution|; below "

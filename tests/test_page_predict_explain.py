@@ -1,0 +1,212 @@
+"""AppTest for the Predict and Explain pages, over real trained runs (trained once per module).
+
+The pages run in-process against a workspace of their own; the Explain page launches a real
+background task (``python -m core explain``), awaited with a bound, and reads its cached result.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.config import RunConfig
+from core.data import load_dataset
+from core.jobs import create_run
+from core.store import Store
+from core.train import execute_run
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+def train(home: Path, dataset: str, model: str, epochs: int) -> str:
+    raw = RunConfig().to_dict()
+    raw["data"]["dataset"] = dataset
+    raw["model"]["name"] = model
+    raw["train"].update(epochs=epochs, seed=0)
+    run = create_run(Store(home), RunConfig.from_dict(raw))
+    assert execute_run(run.id, home)["status"] == "completed"
+    return run.id
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> tuple[Path, str, str]:
+    home = tmp_path_factory.mktemp("pages_ws")
+    return home, train(home, "digits", "smallcnn", 2), train(home, "iris", "mlp", 4)
+
+
+@pytest.fixture
+def env(workspace, monkeypatch):
+    monkeypatch.setenv("LAB2MARKET_HOME", str(workspace[0]))
+    return workspace
+
+
+def open_page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    at.session_state["_routed"] = True  # as if the router had run (the lead registers pages)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def png(index: int, home: Path) -> bytes:
+    buf = io.BytesIO()
+    load_dataset("digits", home).raw("test", index).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def charts(at: AppTest) -> list[str]:
+    return [c.key or "" for c in at.get("plotly_chart")] if hasattr(at, "get") else []
+
+
+def results_table(at: AppTest):
+    """The Predict results table (display frames carry no key: found by its columns)."""
+    return next(d.value for d in at.dataframe if "file" in d.value.columns)
+
+
+def wait_task(store: Store, run_id: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = store.latest_task(run_id, "explain")
+        if task is not None and not task.is_active:
+            return task
+        time.sleep(0.25)
+    raise AssertionError("the explain task did not finish in time")
+
+
+@pytest.mark.parametrize("name", ["predict", "explain"])
+def test_pages_without_a_trained_run(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("LAB2MARKET_HOME", str(tmp_path))
+    at = open_page(name)
+    assert any("No trained run" in i.value for i in at.info)
+
+
+def test_first_load_imports_no_torch(env):
+    home, digits, _ = env
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "for page in ('pages/predict.py', 'pages/explain.py'):\n"
+        "    at = AppTest.from_file(page, default_timeout=60)\n"
+        "    at.session_state['_routed'] = True\n"
+        f"    at.session_state['active_run'] = {digits!r}\n"
+        "    at.run()\n"
+        "    assert not at.exception, at.exception\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                           "LAB2MARKET_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_predict_page_uploads_with_a_bad_file(env):
+    home, digits, _ = env
+    at = open_page("predict", active_run=digits)
+    at.file_uploader(key="predict_upload").set_value(
+        [("digit.png", png(1, home), "image/png"), ("broken.png", b"not an image", "image/png")])
+    at.run()
+    at.slider(key="predict_top_k").set_value(3)
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    assert [e.value for e in at.error] == [
+        "broken.png: broken.png is not a readable image in an allowed format "
+        "(PNG, JPEG, WEBP, BMP, GIF, TIFF)."]
+    table = results_table(at)
+    assert list(table["file"]) == ["digit.png", "broken.png"]
+    assert table["error"][0] == "" and table["top 3"][0].count(",") == 2
+    assert "predict_topk_0" in charts(at)
+    assert at.get("download_button")
+
+
+def test_predict_page_test_examples(env):
+    home, digits, _ = env
+    at = open_page("predict", active_run=digits)
+    at.number_input(key="predict_examples").set_value(4).run()
+    at.button(key="predict_run").click().run()
+    assert_clean(at)
+    table = results_table(at)
+    assert list(table["file"]) == load_dataset("digits", home).ids("test")[:4]
+    assert table["probability"].between(0, 1).all()
+
+
+def test_predict_page_table_form_and_csv(env):
+    home, _, iris = env
+    at = open_page("predict", active_run=iris)
+    at.button(key="FormSubmitter:predict_row_form-Predict this row").click().run()
+    assert_clean(at)
+    assert list(results_table(at)["file"]) == ["form row"]
+    at.file_uploader(key="predict_csv").set_value(("wrong.csv", b"a,b\n1,2\n", "text/csv"))
+    at.run()
+    at.button(key="predict_csv_run").click().run()
+    assert_clean(at)
+    assert any("wrong.csv lacks the columns" in e.value for e in at.error)
+
+
+def test_explain_page_explains_the_sample_sent_from_evaluate(env):
+    home, digits, _ = env
+    request = {"run_id": digits, "split": "test", "index": 4, "sample_id": "test/00004"}
+    at = open_page("explain", explain_request=request)
+    assert at.session_state["active_run"] == digits
+    assert at.number_input(key="explain_index").value == 4
+    assert at.multiselect(key="explain_methods").value == ["gradcam"]
+    at.button(key="explain_run").click().run()
+    assert_clean(at)
+    task = wait_task(Store(home), digits)
+    assert task.status == "completed", task.error
+    at.run()
+    assert_clean(at)
+    assert "explain_result_gradcam_overlay" in charts(at)
+    assert "explain_result_gradcam_deletion" in charts(at)
+    assert any("Sanity check" in m.value for m in [*at.success, *at.warning])
+    assert at.button(key="explain_run").disabled  # cached: nothing left to compute
+    label = load_dataset("digits", home).labels("test")[4]
+    predicted = [c.value for c in at.caption if c.value.startswith("Predicted:")]
+    assert predicted and "not predicted yet" not in predicted[0]
+    assert f"{label}:" in at.selectbox(key="explain_target").format_func(int(label))
+
+
+def test_explain_page_refuses_a_bad_upload(env):
+    _, digits, _ = env
+    at = open_page("explain", active_run=digits)
+    at.radio(key="explain_source").set_value("Upload").run()
+    at.file_uploader(key="explain_upload").set_value(("x.png", b"\x89PNG\r\n\x1a\ncut",
+                                                      "image/png"))
+    at.run()
+    assert_clean(at)
+    assert any("x.png" in e.value and "damaged" in e.value for e in at.error)
+
+
+def test_explain_page_table_with_cached_results(env):
+    """Results computed in-process with the page's parameters: the page only reads them."""
+    from core.explain import effective_params
+    from core.explain.cache import row_sha
+    from core.explain.runner import explain_input, explain_summary
+    from core.inference import load_run
+
+    home, _, iris = env
+    loaded = load_run(iris, home)
+    row = load_dataset("iris", home).raw("test", 0)
+    x = loaded.preprocess(row)
+    result = explain_input(loaded, x, row_sha(row), row, "shap")
+    explain_summary(loaded, result.target, rows=100, params=effective_params("shap", "tabular"))
+    at = open_page("explain", active_run=iris)
+    assert_clean(at)
+    keys = charts(at)
+    assert "explain_result_shap_bars" in keys and "explain_beeswarm" in keys
+    assert np.isfinite(result.attributions).all()
