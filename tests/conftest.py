@@ -1,19 +1,29 @@
-"""Shared fixtures: seeded randomness, a fresh workspace per test, CLI and job helpers."""
+"""Shared fixtures and helpers: seeded randomness, workspaces (one per test, one per module),
+CLI and job helpers, tiny trained runs, AppTest helpers, and the browser fixtures (built on
+``browser_support``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from streamlit.testing.v1 import AppTest
+
 ROOT = Path(__file__).resolve().parent.parent
+APP_TIMEOUT = 60  # seconds for an AppTest run: the first one imports pandas, plotly, datasets
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +44,15 @@ def home(tmp_path, monkeypatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("LAB2MARKET_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A workspace shared by a module's tests, exported as $LAB2MARKET_HOME while they run."""
+    path = tmp_path_factory.mktemp("ws")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAB2MARKET_HOME", str(path))
+        yield path
 
 
 def run_cli(*args: str, home: Path | None = None, check: bool = True,
@@ -63,3 +82,104 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_python(code: str, home: Path | None = None, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh interpreter from the project root (over the workspace ``home``, if
+    given); it must exit 0. Returns the last line it printed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if home is not None:
+        env["LAB2MARKET_HOME"] = str(home)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+# -- trained runs -------------------------------------------------------------------------------
+
+
+def train_run(home: Path, **sections: dict[str, Any]) -> str:
+    """A completed run trained in-process on the workspace ``home``; returns its id.
+
+    RunConfig's defaults (digits, the small CNN, batch 64, seed 0) for one epoch, each section
+    then updated from ``sections``, e.g. ``train_run(home, train={"epochs": 2})``.
+    """
+    from core.config import RunConfig
+    from core.jobs import create_run
+    from core.store import Store
+    from core.train import execute_run
+
+    raw = RunConfig().to_dict()
+    raw["train"].update(epochs=1, batch_size=64)
+    for section, values in sections.items():
+        raw[section].update(values)
+    run = create_run(Store(home), RunConfig.from_dict(raw))
+    summary = execute_run(run.id, home)
+    assert summary["status"] == "completed", summary
+    return run.id
+
+
+# -- AppTest --------------------------------------------------------------------------------------
+
+
+def open_page(page: str, timeout: float = APP_TIMEOUT, **state: Any) -> AppTest:
+    """``page`` (e.g. ``"pages/train.py"``) through the router, as a user reaches it, with the
+    session ``state`` set first; the page must run without an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page != "pages/home.py":
+        at.switch_page(page)
+        at.run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def frame_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The first dataframe on the page that has ``column`` (display frames have no key)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+# -- browser (Playwright on the system Chromium; see browser_support) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: ``$LAB2MARKET_ARTIFACTS``, else a temporary folder (printed)."""
+    folder = Path(os.environ.get("LAB2MARKET_ARTIFACTS") or tmp_path_factory.mktemp("browser"))
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """The system Chromium, launched once per module."""
+    from browser_support import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser) -> Iterator:
+    """A fresh page (its own context) of the module's browser, closed after the test."""
+    from browser_support import new_page
+
+    with new_page(browser) as opened:
+        yield opened

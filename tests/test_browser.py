@@ -10,84 +10,28 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_support import BROWSER_MARKS, streamlit_app
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--headless"]
+pytestmark = BROWSER_MARKS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "
-                                                "chromium); CI installs it"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"streamlit did not answer on {url} within {timeout}s")
-
-
-@contextmanager
-def streamlit_app(home: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on a free loopback port over the workspace ``home``."""
-    port = free_port()
-    # One torch thread per job (inherited from the server): on a 2-core runner a job with two
-    # threads fights the browser and the server and runs many times slower.
-    env = {**os.environ, "LAB2MARKET_HOME": str(home), "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
-    log = open(home / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+# One torch thread per job (inherited from the server): on a 2-core runner a job with two threads
+# fights the browser and the server and runs many times slower.
+SERVER_ENV = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     home = tmp_path_factory.mktemp("browser_ws")
     try:
-        with streamlit_app(home) as url:
+        with streamlit_app(home, **SERVER_ENV) as url:
             yield url, home
     finally:
         _stop_jobs(home)
@@ -102,33 +46,6 @@ def _stop_jobs(home: Path) -> None:
     for run in store.active_runs():
         jobs.cancel(store, run.id, timeout=10)
     store.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = Path(os.environ.get("LAB2MARKET_ARTIFACTS") or tmp_path_factory.mktemp("browser"))
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"screenshots in {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    yield page
-    context.close()
 
 
 def text_of(page, selector: str) -> str:
@@ -222,7 +139,7 @@ def test_a_deep_link_after_a_restart_shows_the_run_live(page, tmp_path: Path) ->
     store.update_run(run.id, pid=os.getpid(), total_steps=1000, step=20)
     store.log_metrics(run.id, [(10, "train/step_loss", 1.0), (20, "train/step_loss", 0.9)])
     try:
-        with streamlit_app(home) as url:
+        with streamlit_app(home, **SERVER_ENV) as url:
             page.goto(f"{url}/train?run={run.id}")  # the first request after the start
             page.locator(".st-key-train_loss_points", has_text="2 points").wait_for()
             page.locator(".st-key-sidebar_workspace", has_text=str(home)).wait_for()

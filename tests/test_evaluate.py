@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, run_json, wait_for
+from conftest import run_cli, run_json, train_run, wait_for
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
@@ -33,19 +33,6 @@ from core.evaluate import (
 )
 from core.jobs import create_run
 from core.store import Store
-from core.train import execute_run
-
-
-def train_tiny(home: Path, **sections) -> str:
-    """A small completed run (in-process), for evaluation tests; returns its id."""
-    raw = RunConfig().to_dict()
-    raw["train"].update(epochs=1, batch_size=64)
-    for section, values in sections.items():
-        raw[section].update(values)
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home)
-    assert summary["status"] == "completed", summary
-    return run.id
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +43,10 @@ def ws(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs(ws: Path) -> dict[str, str]:
     return {
-        "digits": train_tiny(ws),
-        "breast_cancer": train_tiny(ws, data={"dataset": "breast_cancer"},
+        "digits": train_run(ws),
+        "breast_cancer": train_run(ws, data={"dataset": "breast_cancer"},
                                     model={"name": "mlp"}, train={"epochs": 2}),
-        "shapes": train_tiny(ws, data={"dataset": "shapes", "image_size": 16}),
+        "shapes": train_run(ws, data={"dataset": "shapes", "image_size": 16}),
     }
 
 

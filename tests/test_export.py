@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import run_json
+from conftest import run_json, train_run
 
-from core.config import RunConfig
 from core.data import get_info, load_dataset
 from core.data.transforms import make_preprocess, preprocess_spec
 from core.deploy import runtime
@@ -26,39 +25,18 @@ from core.deploy.bundle import list_bundles, make_zip, verify
 from core.errors import ExportFailed, InvalidBundle, InvalidConfig
 from core.export import benchmark_run, export_run
 from core.inference import load_run
-from core.jobs import create_run
 from core.store import Store
-from core.train import execute_run
-
-
-def train(home: Path, **sections) -> str:
-    raw = RunConfig().to_dict()
-    raw["train"].update(epochs=2, batch_size=64)
-    for section, values in sections.items():
-        raw[section].update(values)
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home)
-    assert summary["status"] == "completed", summary
-    return run.id
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("export_ws")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB2MARKET_HOME", str(path))
-        yield path
 
 
 @pytest.fixture(scope="module")
 def digits(ws: Path) -> str:
-    return train(ws)
+    return train_run(ws, train={"epochs": 2})
 
 
 @pytest.fixture(scope="module")
 def shapes(ws: Path) -> str:
-    return train(ws, data={"dataset": "shapes", "image_size": 16},
-                 train={"epochs": 4, "lr": 3e-3})
+    return train_run(ws, data={"dataset": "shapes", "image_size": 16},
+                     train={"epochs": 4, "lr": 3e-3})
 
 
 @pytest.fixture(scope="module")

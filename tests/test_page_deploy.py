@@ -9,68 +9,35 @@ are real processes, awaited with bounds and stopped in ``finally`` blocks.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_for
+from conftest import (
+    ROOT,
+    assert_clean,
+    frame_with,
+    free_port,
+    open_page,
+    run_python,
+    train_run,
+    wait_for,
+)
 from PIL import Image
-from streamlit.testing.v1 import AppTest
-from test_export import train
-from test_serve import free_port
 
 from core.export import export_run
 from core.jobs import is_alive
 from core.store import Store
 from core.tasks import cancel_task
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/deploy.py"
-TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("deploy_page_ws")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB2MARKET_HOME", str(path))
-        yield path
 
 
 @pytest.fixture(scope="module")
 def run_id(ws: Path) -> str:
-    run_id = train(ws, train={"epochs": 1})
+    run_id = train_run(ws)
     export_run(run_id, ws, "onnx", latency_budget_s=0.2)
     return run_id
-
-
-def open_page(**state) -> AppTest:
-    """The page through the router when app.py lists it, else on its own."""
-    if PAGE in (ROOT / "app.py").read_text():
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-        for key, value in state.items():
-            at.session_state[key] = value
-        at.run()
-        at.switch_page(PAGE)
-    else:
-        at = AppTest.from_file(str(ROOT / PAGE), default_timeout=TIMEOUT)
-        at.session_state["_routed"] = True
-        for key, value in state.items():
-            at.session_state[key] = value
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def frame_with(at: AppTest, column: str):
-    return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
 def wait_task(store: Store, task_id: str, timeout: float = 150):
@@ -80,12 +47,12 @@ def wait_task(store: Store, task_id: str, timeout: float = 150):
 
 def test_empty_workspace_says_to_train_first(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LAB2MARKET_HOME", str(tmp_path))
-    at = open_page()
+    at = open_page(PAGE)
     assert any("train one" in i.value for i in at.info)
 
 
 def test_bundles_table_download_and_model_card(ws: Path, run_id: str) -> None:
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     assert at.selectbox(key="deploy_run").value == run_id
     table = frame_with(at, "Bundle")
     assert list(table["Bundle"]) == ["onnx-fp32"]
@@ -95,7 +62,7 @@ def test_bundles_table_download_and_model_card(ws: Path, run_id: str) -> None:
 
 
 def test_export_int8_from_the_page(ws: Path, run_id: str) -> None:
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     at.segmented_control(key="deploy_format").set_value("ONNX int8")
     at.button(key="deploy_export").click().run()
     assert_clean(at)
@@ -114,7 +81,7 @@ def test_export_int8_from_the_page(ws: Path, run_id: str) -> None:
 
 
 def test_latency_measured_from_the_page(ws: Path, run_id: str) -> None:
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     assert any("Not measured" in c.value for c in at.caption)
     at.button(key="deploy_bench").click().run()
     assert_clean(at)
@@ -130,7 +97,7 @@ def test_latency_measured_from_the_page(ws: Path, run_id: str) -> None:
 
 
 def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     port = free_port()
     at.number_input(key="deploy_port").set_value(port)
     at.text_input(key="deploy_token").set_value("page-token")
@@ -172,7 +139,7 @@ def test_a_failed_task_shows_its_error(ws: Path, run_id: str) -> None:
     store = Store(ws)
     task = store.create_task(run_id, "serve")
     store.update_task(task.id, status="failed", error="Cannot listen on 127.0.0.1:8000")
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     assert any("Cannot listen" in e.value for e in at.error)
 
 
@@ -187,8 +154,4 @@ def test_the_page_never_imports_torch(ws: Path, run_id: str) -> None:
         "assert not at.exception, at.exception\n"
         "print('torch' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
-                                           "LAB2MARKET_HOME": str(ws)})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False False"
+    assert run_python(code, ws) == "False False"

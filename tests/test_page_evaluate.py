@@ -8,65 +8,36 @@ small MLP runs). The digits evaluation is a real background task, awaited (bound
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import wait_for
+from conftest import (
+    ROOT,
+    assert_clean,
+    frame_with,
+    open_page,
+    run_python,
+    train_run,
+    wait_for,
+)
 from streamlit.testing.v1 import AppTest
-from test_evaluate import train_tiny
 
 from core.evaluate import evaluate, is_fresh
 from core.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/evaluate.py"
-TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("eval_page_ws")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB2MARKET_HOME", str(path))
-        yield path
 
 
 @pytest.fixture(scope="module")
 def runs(ws: Path) -> dict[str, str]:
     return {
-        "digits": train_tiny(ws),
-        "bc1": train_tiny(ws, data={"dataset": "breast_cancer"}, model={"name": "mlp"},
-                          train={"epochs": 2}),
-        "bc2": train_tiny(ws, data={"dataset": "breast_cancer"}, model={"name": "mlp"},
-                          train={"epochs": 1, "lr": 1e-4}),
+        "digits": train_run(ws),
+        "bc1": train_run(ws, data={"dataset": "breast_cancer"}, model={"name": "mlp"},
+                         train={"epochs": 2}),
+        "bc2": train_run(ws, data={"dataset": "breast_cancer"}, model={"name": "mlp"},
+                         train={"epochs": 1, "lr": 1e-4}),
     }
-
-
-def open_page(**state) -> AppTest:
-    """The page through the router when app.py lists it, else on its own."""
-    if PAGE in (ROOT / "app.py").read_text():
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-        for key, value in state.items():
-            at.session_state[key] = value
-        at.run()
-        at.switch_page(PAGE)
-    else:
-        at = AppTest.from_file(str(ROOT / PAGE), default_timeout=TIMEOUT)
-        at.session_state["_routed"] = True
-        for key, value in state.items():
-            at.session_state[key] = value
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def show_tab(at: AppTest, label: str) -> None:
@@ -76,24 +47,19 @@ def show_tab(at: AppTest, label: str) -> None:
     assert_clean(at)
 
 
-def frame_with(at: AppTest, column: str) -> pd.DataFrame:
-    """The first dataframe on the page that has ``column`` (display frames have no key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
 def metric_values(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
 def test_empty_workspace_says_to_train_first(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LAB2MARKET_HOME", str(tmp_path))
-    at = open_page()
+    at = open_page(PAGE)
     assert any("train one" in i.value for i in at.info)
 
 
 def test_missing_file_starts_a_task_then_the_page_renders_from_the_file(ws, runs) -> None:
     run_id = runs["digits"]
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     assert at.multiselect(key="eval_runs").value == [run_id]
     assert any("in the background" in c.value for c in at.caption)
     store = Store(ws)
@@ -140,7 +106,7 @@ def test_missing_file_starts_a_task_then_the_page_renders_from_the_file(ws, runs
     assert at.image or any("No mistakes" in s.value for s in at.success)
 
     # Reopening (a new session) reads the stored file: no new task, the numbers are there.
-    again = open_page(active_run=run_id)
+    again = open_page(PAGE, active_run=run_id)
     assert store.latest_task(run_id, "evaluate", "test").id == task.id
     assert metric_values(again)["Accuracy"] == cards["Accuracy"]
 
@@ -151,7 +117,7 @@ def test_explain_button_hands_the_sample_to_the_explain_page(ws, runs, tmp_path,
     evaluate(run_id, ws, "test")
     real = (ROOT / "pages" / "explain.py").is_file()
     if not real:
-        at = open_page(active_run=run_id)
+        at = open_page(PAGE, active_run=run_id)
         show_tab(at, "Confusion matrix")
         button = next(b for b in at.button if b.key and b.key.startswith("eval_cell_explain_"))
         assert button.disabled and "not installed" in button.help
@@ -161,7 +127,7 @@ def test_explain_button_hands_the_sample_to_the_explain_page(ws, runs, tmp_path,
         (tmp_path / "pages").mkdir()
         (tmp_path / "pages" / "explain.py").write_text("import streamlit as st\n")
         monkeypatch.setattr(gallery, "ROOT", tmp_path)
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     show_tab(at, "Confusion matrix")
     button = next(b for b in at.button if b.key and b.key.startswith("eval_cell_explain_"))
     assert not button.disabled
@@ -181,7 +147,7 @@ def test_binary_runs_compare_with_the_best_highlighted(ws, runs) -> None:
     for key in ("bc1", "bc2"):
         for split in ("val", "test"):
             evaluate(runs[key], ws, split)
-    at = open_page(active_run=runs["bc1"])
+    at = open_page(PAGE, active_run=runs["bc1"])
     at.multiselect(key="eval_runs").set_value([runs["bc1"], runs["bc2"]]).run()
     assert_clean(at)
     table = frame_with(at, "auc_macro")
@@ -224,7 +190,7 @@ def test_a_failed_task_shows_its_message_and_offers_a_retry(ws, runs) -> None:
         f.unlink()
     task = store.create_task(run_id, "evaluate", "test")
     store.update_task(task.id, status="failed", error="boom: the disk is full")
-    at = open_page(active_run=run_id)
+    at = open_page(PAGE, active_run=run_id)
     assert any("boom: the disk is full" in e.value for e in at.error)
     assert at.button(key=f"eval_start_{run_id}_test").label == "Retry"
     assert store.latest_task(run_id, "evaluate", "test").id == task.id  # nothing relaunched
@@ -244,8 +210,4 @@ def test_the_page_never_imports_torch(ws, runs) -> None:
         "assert at.metric and at.image, 'nothing rendered'\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT),
-                                           "LAB2MARKET_HOME": str(ws)})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert run_python(code, ws) == "False"

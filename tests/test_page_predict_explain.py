@@ -7,40 +7,26 @@ background task (``python -m core explain``), awaited with a bound, and reads it
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_clean, frame_with, run_python, train_run, wait_for
+from conftest import open_page as open_routed
 from streamlit.testing.v1 import AppTest
 
-from core.config import RunConfig
 from core.data import load_dataset
-from core.jobs import create_run
 from core.store import Store
-from core.train import execute_run
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
-
-
-def train(home: Path, dataset: str, model: str, epochs: int) -> str:
-    raw = RunConfig().to_dict()
-    raw["data"]["dataset"] = dataset
-    raw["model"]["name"] = model
-    raw["train"].update(epochs=epochs, seed=0)
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    assert execute_run(run.id, home)["status"] == "completed"
-    return run.id
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> tuple[Path, str, str]:
     home = tmp_path_factory.mktemp("pages_ws")
-    return home, train(home, "digits", "smallcnn", 2), train(home, "iris", "mlp", 4)
+    return (home, train_run(home, train={"epochs": 2}),
+            train_run(home, data={"dataset": "iris"}, model={"name": "mlp"},
+                      train={"epochs": 4}))
 
 
 @pytest.fixture
@@ -50,17 +36,8 @@ def env(workspace, monkeypatch):
 
 
 def open_page(name: str, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
-    at.session_state["_routed"] = True  # as if the router had run (the lead registers pages)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    """``pages/NAME.py`` through the router."""
+    return open_routed(f"pages/{name}.py", timeout=TIMEOUT, **state)
 
 
 def png(index: int, home: Path) -> bytes:
@@ -73,19 +50,10 @@ def charts(at: AppTest) -> list[str]:
     return [c.key or "" for c in at.get("plotly_chart")] if hasattr(at, "get") else []
 
 
-def results_table(at: AppTest):
-    """The Predict results table (display frames carry no key: found by its columns)."""
-    return next(d.value for d in at.dataframe if "file" in d.value.columns)
-
-
 def wait_task(store: Store, run_id: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = store.latest_task(run_id, "explain")
-        if task is not None and not task.is_active:
-            return task
-        time.sleep(0.25)
-    raise AssertionError("the explain task did not finish in time")
+    return wait_for(lambda: (t := store.latest_task(run_id, "explain")) is not None
+                    and not t.is_active and t, timeout=timeout, interval=0.25,
+                    message="the explain task")
 
 
 @pytest.mark.parametrize("name", ["predict", "explain"])
@@ -108,11 +76,7 @@ def test_first_load_imports_no_torch(env):
         "    assert not at.exception, at.exception\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT),
-                                           "LAB2MARKET_HOME": str(home)})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert run_python(code, home, timeout=180) == "False"
 
 
 def test_predict_page_uploads_with_a_bad_file(env):
@@ -127,7 +91,7 @@ def test_predict_page_uploads_with_a_bad_file(env):
     assert [e.value for e in at.error] == [
         "broken.png: broken.png is not a readable image in an allowed format "
         "(PNG, JPEG, WEBP, BMP, GIF, TIFF)."]
-    table = results_table(at)
+    table = frame_with(at, "file")
     assert list(table["file"]) == ["digit.png", "broken.png"]
     assert table["error"][0] == "" and table["top 3"][0].count(",") == 2
     assert "predict_topk_0" in charts(at)
@@ -140,7 +104,7 @@ def test_predict_page_test_examples(env):
     at.number_input(key="predict_examples").set_value(4).run()
     at.button(key="predict_run").click().run()
     assert_clean(at)
-    table = results_table(at)
+    table = frame_with(at, "file")
     assert list(table["file"]) == load_dataset("digits", home).ids("test")[:4]
     assert table["probability"].between(0, 1).all()
 
@@ -150,7 +114,7 @@ def test_predict_page_table_form_and_csv(env):
     at = open_page("predict", active_run=iris)
     at.button(key="FormSubmitter:predict_row_form-Predict this row").click().run()
     assert_clean(at)
-    assert list(results_table(at)["file"]) == ["form row"]
+    assert list(frame_with(at, "file")["file"]) == ["form row"]
     at.file_uploader(key="predict_csv").set_value(("wrong.csv", b"a,b\n1,2\n", "text/csv"))
     at.run()
     at.button(key="predict_csv_run").click().run()

@@ -9,14 +9,13 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_clean, frame_with, open_page, run_python
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -24,9 +23,7 @@ from core import jobs
 from core.config import RunConfig
 from core.store import ACTIVE, Store
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("pages/home.py", "pages/data.py", "pages/train.py")
-TIMEOUT = 60  # the first run imports pandas, plotly and the datasets
 
 
 def job_pids(home: Path) -> list[int]:
@@ -50,22 +47,6 @@ def _no_job_outlives_its_test(home: Path):
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    if page != "pages/home.py":
-        at.switch_page(page)
-        at.run()
-    assert_clean(at)
-    return at
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
 def wait_terminal(store: Store, run_id: str, timeout: float = 90.0):
@@ -98,11 +79,6 @@ def fake_run(store: Store, status: str = "completed", points: int = 0, **fields)
     if status != "running":
         store.set_status(run.id, status, error=fields.get("error"))
     return store.get_run(run.id)
-
-
-def frame_with(at: AppTest, column: str):
-    """The first dataframe on the page that has ``column`` (display frames have no key)."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
 def snapshot(home: Path) -> set[str]:
@@ -175,10 +151,7 @@ def test_pages_never_import_torch(home: Path) -> None:
         "    assert not at.exception, at.exception\n"
         "print('torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert run_python(code) == "False"
 
 
 # -- Train -----------------------------------------------------------------------------------------

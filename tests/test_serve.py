@@ -12,7 +12,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,9 +21,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, wait_for
+from conftest import ROOT, free_port, train_run, wait_for
 from PIL import Image
-from test_export import train
 
 from core.data import load_dataset
 from core.deploy.monitor import read_log, summarize
@@ -34,12 +32,6 @@ from core.store import Store
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def png(img: Image.Image) -> bytes:
@@ -82,16 +74,8 @@ def maps_torch(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("serve_ws")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAB2MARKET_HOME", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def exported(ws: Path) -> tuple[str, dict]:
-    run_id = train(ws)
+    run_id = train_run(ws, train={"epochs": 2})
     return run_id, export_run(run_id, ws, "onnx", latency_budget_s=0.2)
 
 
@@ -316,8 +300,8 @@ def test_tabular_bundle_takes_json_features(tmp_path_factory) -> None:
     from core.serve import build_app, load_model
 
     home = tmp_path_factory.mktemp("serve_iris")
-    run_id = train(home, data={"dataset": "iris"}, model={"name": "mlp"},
-                   train={"epochs": 5})
+    run_id = train_run(home, data={"dataset": "iris"}, model={"name": "mlp"},
+                       train={"epochs": 5})
     export_run(run_id, home, "onnx", latency_budget_s=0.2)
     model, _ = load_model(run_id, home)
     client = TestClient(build_app(model, Settings(log_path=tmp_path_factory.mktemp("l") / "r")))

@@ -6,12 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from core.data.dataset import ArrayDataset, tabular_stats
+from core.data.dataset import ArrayDataset, split_info, tabular_info
 from core.data.images import channel_stats
-from core.data.info import DatasetInfo
 from core.data.registry import register_builtin
 from core.data.shapes import SHAPE_CLASSES, generate_shapes
-from core.data.splits import class_counts, stratified_split
+from core.data.splits import stratified_split
 
 
 @register_builtin("digits")
@@ -97,18 +96,8 @@ def image_dataset(
     splits = stratified_split(labels)
     channels = 1 if images.ndim == 3 else images.shape[-1]
     mean, std = channel_stats([images[splits["train"]]], channels)
-    info = DatasetInfo(
-        name=name,
-        modality="image",
-        classes=classes,
-        split_counts={s: len(idx) for s, idx in splits.items()},
-        channels=channels,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        description=description,
-        class_counts_by_split=class_counts(labels, splits, len(classes)),
-    )
+    info = split_info(name, "image", classes, labels, splits, channels=channels,
+                      image_size=image_size, mean=mean, std=std, description=description)
     return ArrayDataset(info, _frozen(images), _frozen(labels), splits, _frozen(masks))
 
 
@@ -122,20 +111,7 @@ def table_dataset(
 ) -> ArrayDataset:
     """An in-memory tabular dataset: float32 rows, split and described."""
     labels = np.asarray(labels, dtype=np.int64)
-    splits = stratified_split(labels)
-    mean, std, ranges = tabular_stats(x[splits["train"]], feature_names)
-    info = DatasetInfo(
-        name=name,
-        modality="tabular",
-        classes=classes,
-        split_counts={s: len(idx) for s, idx in splits.items()},
-        feature_names=feature_names,
-        feature_ranges=ranges,
-        mean=mean,
-        std=std,
-        description=description,
-        class_counts_by_split=class_counts(labels, splits, len(classes)),
-    )
+    info, splits = tabular_info(name, x, labels, classes, feature_names, description=description)
     return ArrayDataset(info, _frozen(x), _frozen(labels), splits)
 
 

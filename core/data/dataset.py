@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from core.data.images import open_image, to_channels
 from core.data.info import SPLITS, DatasetInfo
+from core.data.splits import class_counts, stratified_split
 from core.errors import InvalidConfig
 
 
@@ -146,3 +148,39 @@ def tabular_stats(
         for name, lo, hi in zip(feature_names, lows, highs, strict=True)
     }
     return [float(m) for m in mean], [float(s) for s in std], ranges
+
+
+def split_info(
+    name: str,
+    modality: str,
+    classes: list[str],
+    labels: np.ndarray,
+    splits: dict[str, np.ndarray],
+    **fields: Any,
+) -> DatasetInfo:
+    """The ``DatasetInfo`` of a dataset whose samples ``labels`` are split by ``splits``: the size
+    of each split and its samples per class, plus ``fields`` (the modality's own stats)."""
+    return DatasetInfo(
+        name=name,
+        modality=modality,
+        classes=classes,
+        split_counts={s: len(idx) for s, idx in splits.items()},
+        class_counts_by_split=class_counts(labels, splits, len(classes)),
+        **fields,
+    )
+
+
+def tabular_info(
+    name: str,
+    x: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    feature_names: list[str],
+    **fields: Any,
+) -> tuple[DatasetInfo, dict[str, np.ndarray]]:
+    """A table's stratified split and its ``DatasetInfo`` (feature stats of the train rows)."""
+    splits = stratified_split(labels)
+    mean, std, ranges = tabular_stats(x[splits["train"]], feature_names)
+    info = split_info(name, "tabular", classes, labels, splits, feature_names=feature_names,
+                      feature_ranges=ranges, mean=mean, std=std, **fields)
+    return info, splits

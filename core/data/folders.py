@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.dataset import FolderDataset
+from core.data.dataset import FolderDataset, split_info
 from core.data.images import (
     GRAY_MODES,
     IMAGE_EXTENSIONS,
@@ -36,7 +36,7 @@ from core.data.images import (
 )
 from core.data.info import SPLITS, DatasetInfo
 from core.data.registry import META_FILE, write_json
-from core.data.splits import class_counts, stratified_split
+from core.data.splits import stratified_split
 from core.errors import InvalidArchive, InvalidImage
 
 logger = logging.getLogger(__name__)
@@ -148,19 +148,9 @@ def build_image_dataset(
     files = [s.rel for s in samples]
     mean, std = _pixel_stats(out / IMAGES_DIR, [files[j] for j in splits["train"]], channels,
                              image_size)
-    info = DatasetInfo(
-        name=name,
-        modality="image",
-        classes=classes,
-        split_counts={s: len(idx) for s, idx in splits.items()},
-        channels=channels,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        builtin=False,
-        description=_description(len(samples), len(classes), damaged),
-        class_counts_by_split=class_counts(labels, splits, len(classes)),
-    )
+    info = split_info(name, "image", classes, labels, splits, channels=channels,
+                      image_size=image_size, mean=mean, std=std, builtin=False,
+                      description=_description(len(samples), len(classes), damaged))
     split_of = {int(j): s for s, idx in splits.items() for j in idx}
     index = [
         {"file": f, "class": classes[labels[j]], "split": split_of[j]} for j, f in enumerate(files)

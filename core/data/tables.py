@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.data.dataset import ArrayDataset, tabular_stats
+from core.data.dataset import ArrayDataset, tabular_info
 from core.data.info import SPLITS, DatasetInfo
 from core.data.registry import META_FILE, write_json
-from core.data.splits import class_counts, stratified_split
 from core.errors import InvalidTable
 
 if TYPE_CHECKING:
@@ -38,22 +37,10 @@ def build_table_dataset(
     """Validate the CSV ``source`` and store it as dataset ``name`` in the new folder ``out``."""
     frame = read_table(source)
     x, labels, classes, features = _validate(frame, target, Path(source).name)
-    splits = stratified_split(labels)
-    mean, std, ranges = tabular_stats(x[splits["train"]], features)
-    info = DatasetInfo(
-        name=name,
-        modality="tabular",
-        classes=classes,
-        split_counts={s: len(idx) for s, idx in splits.items()},
-        feature_names=features,
-        feature_ranges=ranges,
-        mean=mean,
-        std=std,
-        builtin=False,
-        target=str(target),
+    info, splits = tabular_info(
+        name, x, labels, classes, features, builtin=False, target=str(target),
         description=f"Imported table: {len(x):,} rows, {len(features)} features, "
         f"{len(classes)} classes of {target!r}.",
-        class_counts_by_split=class_counts(labels, splits, len(classes)),
     )
     stored = frame[features].astype(np.float64)
     stored[str(target)] = [classes[k] for k in labels]

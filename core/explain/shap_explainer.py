@@ -39,11 +39,29 @@ def expected_gradients(model, background: torch.Tensor, x: torch.Tensor, nsample
     return (acc / total).astype(np.float32)
 
 
+class ShapExplainer(Explainer):
+    """What the SHAP methods share: a background of training samples (``background`` of them,
+    drawn once with ``seed``) and expected gradients with the method's parameters."""
+
+    def _background(self) -> torch.Tensor:
+        cached = getattr(self, "_bg", None)
+        if cached is None:
+            cached = self._bg = training_sample(self.loaded, self.params["background"],
+                                                self.params["seed"])
+        return cached
+
+    def _expected_gradients(self, model, background: torch.Tensor, x: torch.Tensor,
+                            budget: Budget, progress: ProgressFn) -> np.ndarray:
+        return expected_gradients(model, background, x, self.params["nsamples"],
+                                  self.params["batch_size"], self.params["seed"], budget,
+                                  progress, "SHAP")
+
+
 @register_explainer(
     "shap", modality="image", display_name="SHAP", order=3,
     description="Expected gradients (shap.GradientExplainer) against a background sample of the "
                 "training split, for the target class only.")
-class GradientShap(Explainer):
+class GradientShap(ShapExplainer):
     defaults = {**Explainer.defaults, "nsamples": 64, "background": 32, "batch_size": 32,
                 "seed": 0}
     limits = {**Explainer.limits, "nsamples": (1, 4096), "background": (1, 1024),
@@ -55,15 +73,6 @@ class GradientShap(Explainer):
         # Wrapping the model so its only output is the target logit: shap then computes the
         # gradients of that one output, not of every class.
         model = target_output(self.model, target)
-        values = expected_gradients(model, background, self.batch(x), self.params["nsamples"],
-                                    self.params["batch_size"], self.params["seed"], budget,
-                                    progress, "SHAP")
+        values = self._expected_gradients(model, background, self.batch(x), budget, progress)
         self.extras["outputs_explained"] = 1
         return values[0]
-
-    def _background(self) -> torch.Tensor:
-        cached = getattr(self, "_bg", None)
-        if cached is None:
-            cached = self._bg = training_sample(self.loaded, self.params["background"],
-                                                self.params["seed"])
-        return cached

@@ -16,7 +16,7 @@ from core.explain.base import (
     training_sample,
 )
 from core.explain.registry import register_explainer
-from core.explain.shap_explainer import expected_gradients
+from core.explain.shap_explainer import ShapExplainer
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     "shap", modality="tabular", display_name="SHAP", order=1,
     description="SHAP values of the target class probability (expected gradients against a "
                 "background of training rows): they add up to the probability minus its mean.")
-class TabularShap(Explainer):
+class TabularShap(ShapExplainer):
     defaults = {**Explainer.defaults, "nsamples": 256, "background": 100, "batch_size": 256,
                 "seed": 0}
     limits = {**Explainer.limits, "nsamples": (1, 20000), "background": (1, 5000),
@@ -47,19 +47,11 @@ class TabularShap(Explainer):
         with torch.no_grad():
             base = float(model(background).mean())
             outputs = model(rows.to(self.device))[:, 0].cpu().numpy()
-        values = expected_gradients(model, background, rows.to(self.device),
-                                    self.params["nsamples"], self.params["batch_size"],
-                                    self.params["seed"], budget, progress, "SHAP")
+        values = self._expected_gradients(model, background, rows.to(self.device), budget,
+                                          progress)
         self.extras.update(base_value=base, output=float(outputs[0]),
                            outputs=outputs.tolist(), outputs_explained=1)
         return values
-
-    def _background(self) -> torch.Tensor:
-        cached = getattr(self, "_bg", None)
-        if cached is None:
-            cached = self._bg = training_sample(self.loaded, self.params["background"],
-                                                self.params["seed"])
-        return cached
 
 
 @register_explainer(
