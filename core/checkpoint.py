@@ -10,6 +10,7 @@ A checkpoint written by a run looks like::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UnsafeCheckpoint, WeightsNotFound
+from core.workspace import resolve_home, run_dir
 
 FORMAT = "lab2market/1"
 _PREFIXES = ("module.", "_orig_mod.")
@@ -85,3 +87,24 @@ def model_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
         if isinstance(checkpoint.get(key), dict):
             return clean_state_dict(checkpoint[key])
     return clean_state_dict(checkpoint)
+
+
+def run_checkpoint(home: str | Path | None, run_id: str) -> Path | None:
+    """The checkpoint a trained run is used with: ``best.pt``, else ``last.pt``, else None."""
+    folder = run_dir(resolve_home(home), run_id) / "checkpoints"
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def file_signature(path: Path) -> str:
+    """Changes whenever the file does; results derived from a checkpoint are keyed on it."""
+    stat = path.stat()
+    return hashlib.sha1(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def checkpoint_signature(home: str | Path | None, run_id: str) -> str | None:
+    """The signature of ``run_checkpoint`` (None before the first checkpoint), without torch."""
+    path = run_checkpoint(home, run_id)
+    return file_signature(path) if path is not None else None

@@ -172,7 +172,7 @@ class _TaskRecorder:
     def __init__(self, args: argparse.Namespace):
         import os
 
-        from core.jobs import process_start_time
+        from core.processes import process_start_time
         from core.store import Store
 
         self.args, self.store = args, Store(args.home)

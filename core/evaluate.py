@@ -12,7 +12,6 @@ torch is imported by the functions that run the model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from core.checkpoint import checkpoint_signature
 from core.errors import InvalidConfig, InvalidImage, InvalidRunState
 from core.workspace import resolve_home, run_dir
 
@@ -76,24 +76,6 @@ def eval_path(home: str | Path | None, run_id: str, split: str) -> Path:
 def check_split(split: str) -> None:
     if split not in EVAL_SPLITS:
         raise InvalidConfig(f"split must be one of {', '.join(EVAL_SPLITS)}; got {split!r}")
-
-
-def checkpoint_file(home: str | Path | None, run_id: str) -> Path | None:
-    """``best.pt``, else ``last.pt``, else None: the file ``core.inference.load_run`` loads."""
-    folder = run_dir(resolve_home(home), run_id) / "checkpoints"
-    for name in ("best.pt", "last.pt"):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def checkpoint_signature(home: str | Path | None, run_id: str) -> str | None:
-    """Equal to ``LoadedRun.checkpoint_signature``, computed without loading torch."""
-    path = checkpoint_file(home, run_id)
-    if path is None:
-        return None
-    stat = path.stat()
-    return hashlib.sha1(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
 def read_predictions(path: str | Path) -> Predictions:

@@ -6,7 +6,6 @@ weights (``best.pt``, else ``last.pt``) and the preprocessing that training used
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.checkpoint import load_checkpoint, model_state
+from core.checkpoint import file_signature, load_checkpoint, model_state, run_checkpoint
 from core.config import RunConfig
 from core.data import DatasetInfo, get_info
 from core.errors import InvalidRunState
 from core.store import Store
-from core.workspace import resolve_home, run_dir
+from core.workspace import resolve_home
 
 
 @dataclass
@@ -50,9 +49,7 @@ class LoadedRun:
     @cached_property
     def checkpoint_signature(self) -> str:
         """Changes whenever the checkpoint file does (cached results compare against it)."""
-        stat = self.checkpoint.stat()
-        return hashlib.sha1(f"{self.checkpoint}:{stat.st_size}:{stat.st_mtime_ns}".encode())\
-            .hexdigest()[:16]
+        return file_signature(self.checkpoint)
 
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -67,10 +64,9 @@ class LoadedRun:
 
 
 def checkpoint_path(home: Path, run_id: str) -> Path:
-    folder = run_dir(home, run_id) / "checkpoints"
-    for name in ("best.pt", "last.pt"):
-        if (folder / name).is_file():
-            return folder / name
+    path = run_checkpoint(home, run_id)
+    if path is not None:
+        return path
     raise InvalidRunState(f"Run {run_id} has no checkpoint yet: train it for at least one "
                           "epoch first.")
 

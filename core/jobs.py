@@ -1,9 +1,9 @@
 """Background jobs: launch, cancel, resume, delete, and reconcile after a crash.
 
-A job is a detached process (its own session and process group) running
-``python -m core _job RUN``, or ``torchrun`` around it for ``nproc > 1``. The store keeps its
-pid and the process's start time, so a pid reused by another program after a crash is not taken
-for the job. This module never imports torch.
+A job is a detached process (``core.processes``) running ``python -m core _job RUN``, or
+``torchrun`` around it for ``nproc > 1``. The store keeps its pid and the process's start time,
+so a pid reused by another program after a crash is not taken for the job. This module never
+imports torch.
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from core.config import RunConfig
 from core.errors import InvalidRunState
+from core.processes import is_alive, signal_group, spawn_detached, wait_dead
 from core.store import ACTIVE, Run, Store
 from core.workspace import run_dir
 
 log = logging.getLogger(__name__)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_run(store: Store, config: RunConfig, name: str = "") -> Run:
@@ -47,32 +45,27 @@ def launch(store: Store, config: RunConfig, name: str = "") -> Run:
 
 
 def job_command(run_id: str, home: Path, nproc: int = 1, resume: bool = False) -> list[str]:
+    """The arguments after ``python``: the job body, under torchrun when distributed."""
     args = ["-m", "core", "_job", run_id, "--home", str(home)] + (["--resume"] if resume else [])
     if nproc > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={nproc}"]
-        return launcher + args
-    return [sys.executable, *args]
+        return ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                *args]
+    return args
 
 
 def spawn(store: Store, run_id: str, resume: bool = False) -> int:
     """Start the job process detached from this one; it outlives the UI or the shell."""
     run = store.get_run(run_id)
-    folder = run_dir(store.home, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": _pythonpath()}
+    nproc = run.config["train"]["nproc"]
+    env = {}
     # Two cores shared by several jobs: OpenMP threads that spin-wait for each other make every
     # job several times slower, so a job that is not alone (or is one of N DDP ranks) gets one.
-    if run.config["train"]["nproc"] > 1 or len(store.active_runs()) > 1:
-        env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
-    with open(folder / "log.txt", "ab") as out:
-        proc = subprocess.Popen(
-            job_command(run_id, store.home, run.config["train"]["nproc"], resume),
-            cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    store.update_run(run_id, pid=proc.pid, pid_start=process_start_time(proc.pid),
-                     heartbeat=time.time())
-    return proc.pid
+    if nproc > 1 or len(store.active_runs()) > 1:
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+    pid, start = spawn_detached(job_command(run_id, store.home, nproc, resume),
+                                run_dir(store.home, run_id) / "log.txt", env)
+    store.update_run(run_id, pid=pid, pid_start=start, heartbeat=time.time())
+    return pid
 
 
 def cancel(store: Store, run_id: str, timeout: float = 20.0) -> Run:
@@ -82,14 +75,11 @@ def cancel(store: Store, run_id: str, timeout: float = 20.0) -> Run:
         raise InvalidRunState(f"Run {run_id} is {run.status}; only queued or running runs can "
                               "be cancelled.")
     if run.pid and is_alive(run.pid, run.pid_start):
-        _signal_group(run.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and is_alive(run.pid, run.pid_start):
-            time.sleep(0.1)
-        if is_alive(run.pid, run.pid_start):
+        signal_group(run.pid, signal.SIGTERM)
+        if not wait_dead(run.pid, run.pid_start, timeout):
             log.warning("Run %s ignored SIGTERM for %.0fs; killing it", run_id, timeout)
-            _signal_group(run.pid, signal.SIGKILL)
-            _wait_dead(run.pid, run.pid_start, 5.0)
+            signal_group(run.pid, signal.SIGKILL)
+            wait_dead(run.pid, run.pid_start, 5.0)
     # The job sets "cancelled" itself after checkpointing; this covers a job that was killed,
     # never started, or died first.
     if store.set_status(run_id, "cancelled", expect=ACTIVE):
@@ -139,65 +129,3 @@ def reconcile(store: Store) -> list[str]:
                             level="warning")
             changed.append(run.id)
     return changed
-
-
-# -- processes -------------------------------------------------------------------------------
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 2 (comm) may contain spaces; fields after the closing parenthesis are fixed.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[19]
-
-
-def is_alive(pid: int, start: str | None = None) -> bool:
-    """True when ``pid`` runs and is the same process that was recorded (not a reused pid)."""
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return start is None  # no /proc (not Linux): trust the kill(0) check
-    state = stat[stat.rindex(")") + 2 :].split()[0]
-    if state in ("Z", "X"):
-        return False
-    return start is None or process_start_time(pid) == start
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of our own finished children so they do not linger as zombies."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(os.getpgid(pid), sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_dead(pid: int, start: str | None, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and is_alive(pid, start):
-        time.sleep(0.05)
-
-
-def _pythonpath() -> str:
-    existing = os.environ.get("PYTHONPATH", "")
-    return str(PROJECT_ROOT) + (os.pathsep + existing if existing else "")

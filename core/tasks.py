@@ -8,11 +8,12 @@ command itself reports through ``Progress``, which also draws a tqdm bar on stde
 
 from __future__ import annotations
 
-import subprocess
+import signal
 import sys
 import time
 from collections.abc import Sequence
 
+from core.processes import is_alive, signal_group, spawn_detached
 from core.store import ACTIVE, Store, Task
 from core.workspace import run_dir
 
@@ -20,25 +21,17 @@ from core.workspace import run_dir
 def launch_task(store: Store, run_id: str, kind: str, argv: Sequence[str],
                 key: str = "") -> Task:
     """Start ``python -m core ARGV --task ID`` detached; returns the queued task."""
-    from core.jobs import PROJECT_ROOT, _pythonpath, process_start_time
-
     store.get_run(run_id)  # a clear error for an unknown run, before anything starts
     task = store.create_task(run_id, kind, key)
-    folder = run_dir(store.home, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "core", *argv, "--home", str(store.home), "--task", task.id]
-    with open(folder / f"task-{kind}.log", "ab") as out:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**_env(), "PYTHONPATH": _pythonpath()},
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
-    store.update_task(task.id, pid=proc.pid, pid_start=process_start_time(proc.pid))
+    pid, start = spawn_detached(
+        ["-m", "core", *argv, "--home", str(store.home), "--task", task.id],
+        run_dir(store.home, run_id) / f"task-{kind}.log")
+    store.update_task(task.id, pid=pid, pid_start=start)
     return store.get_task(task.id)
 
 
 def reconcile_tasks(store: Store) -> None:
     """A task whose process is gone without finishing becomes ``interrupted``."""
-    from core.jobs import is_alive
-
     for task in store.active_tasks():
         if task.pid is None and time.time() - task.created_at < 30:
             continue
@@ -49,13 +42,9 @@ def reconcile_tasks(store: Store) -> None:
 
 
 def cancel_task(store: Store, task_id: str) -> None:
-    from core.jobs import _signal_group, is_alive
-
     task = store.get_task(task_id)
     if task.status in ACTIVE and task.pid and is_alive(task.pid, task.pid_start):
-        import signal
-
-        _signal_group(task.pid, signal.SIGKILL)
+        signal_group(task.pid, signal.SIGKILL)
     store.update_task(task_id, status="interrupted", error="Cancelled")
 
 
@@ -90,9 +79,3 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)

@@ -26,7 +26,7 @@ from conftest import (
 from PIL import Image
 
 from core.export import export_run
-from core.jobs import is_alive
+from core.processes import is_alive
 from core.store import Store
 from core.tasks import cancel_task
 

@@ -270,7 +270,7 @@ def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
 
 def test_serve_as_a_background_task_starts_and_stops(ws: Path, exported) -> None:
     """What the Deploy page does: launch ``serve`` as a task, then cancel it."""
-    from core.jobs import is_alive
+    from core.processes import is_alive
     from core.tasks import cancel_task, launch_task
 
     run_id, _ = exported

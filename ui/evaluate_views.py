@@ -16,13 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from core import metrics
-from core.evaluate import (
-    Predictions,
-    checkpoint_file,
-    eval_path,
-    is_fresh,
-    read_predictions,
-)
+from core.checkpoint import run_checkpoint
+from core.evaluate import Predictions, eval_path, is_fresh, read_predictions
 from core.store import Run, Store
 from core.tasks import launch_task, reconcile_tasks
 from ui import format as fmt
@@ -45,7 +40,7 @@ def run_label(run: Run) -> str:
 
 def evaluable_runs(s: Store, limit: int = 100) -> list[Run]:
     """Runs that have a checkpoint to evaluate, newest first."""
-    return [r for r in s.list_runs(limit=limit) if checkpoint_file(s.home, r.id) is not None]
+    return [r for r in s.list_runs(limit=limit) if run_checkpoint(s.home, r.id) is not None]
 
 
 # -- stored predictions, cached on (path, mtime) ------------------------------------------------
@@ -101,7 +96,7 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
     if task is not None and task.is_active:
         _watch_task(task.id, run_label(run))
         return None
-    ckpt = checkpoint_file(s.home, run.id)
+    ckpt = run_checkpoint(s.home, run.id)
     since = ckpt.stat().st_mtime if ckpt else math.inf
     key = f"eval_start_{run.id}_{split}"
     if task is not None and task.status != "completed" and task.created_at >= since:

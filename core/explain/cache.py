@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from core.checkpoint import checkpoint_signature  # noqa: F401  (the pages read it from here)
 from core.workspace import resolve_home, run_dir
 
 logger = logging.getLogger(__name__)
@@ -66,18 +67,6 @@ class Explanation:
 
 def explain_dir(home: str | Path | None, run_id: str) -> Path:
     return run_dir(resolve_home(home), run_id) / "explain"
-
-
-def checkpoint_signature(home: str | Path | None, run_id: str) -> str | None:
-    """Equal to ``LoadedRun.checkpoint_signature`` (best.pt, else last.pt), without torch."""
-    folder = run_dir(resolve_home(home), run_id) / "checkpoints"
-    for name in ("best.pt", "last.pt"):
-        path = folder / name
-        if path.is_file():
-            stat = path.stat()
-            return hashlib.sha1(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())\
-                .hexdigest()[:16]
-    return None
 
 
 def sha256_bytes(data: bytes) -> str:
