@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.errors import UserError
 from ui import state
-from ui.components import require_router
+from ui.components import render_delete_confirmation, require_router
 from ui.data_views import (
     csv_columns,
     datasets_frame,
@@ -103,24 +103,17 @@ def render_delete(info) -> None:
         st.session_state["data_confirm_delete"] = info.name
     if st.session_state.get("data_confirm_delete") != info.name:
         return
-    st.warning(f"Delete the imported dataset {info.name} and its files? Runs trained on it "
-               "keep their checkpoints but cannot be evaluated on it any more.")
-    yes, no, _ = st.columns([1, 1, 4])
-    if yes.button("Yes, delete", key="data_delete_yes", type="primary"):
+
+    def delete() -> str:
         from core.data import delete_dataset
 
-        try:
-            delete_dataset(info.name, state.home())
-        except UserError as exc:
-            st.error(str(exc))
-            return
-        st.session_state.pop("data_confirm_delete", None)
+        delete_dataset(info.name, state.home())
         state.forget_datasets()
-        state.flash(f"Deleted dataset {info.name}.", "info")
-        st.rerun()
-    if no.button("Keep it", key="data_delete_no"):
-        st.session_state.pop("data_confirm_delete", None)
-        st.rerun()
+        return f"Deleted dataset {info.name}."
+
+    render_delete_confirmation(
+        "data", f"Delete the imported dataset {info.name} and its files? Runs trained on it "
+                "keep their checkpoints but cannot be evaluated on it any more.", delete)
 
 
 require_router()

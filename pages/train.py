@@ -8,7 +8,7 @@ from core import jobs
 from core.errors import UserError
 from core.store import Run, Store
 from ui import state
-from ui.components import render_runs_table, require_router
+from ui.components import render_delete_confirmation, render_runs_table, require_router
 from ui.monitor import render_monitor
 from ui.train_form import prefill_from, render_new_run_form
 
@@ -54,24 +54,19 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
                        disabled=run.is_active, width="stretch"):
             st.session_state["train_confirm_delete"] = run.id
         if st.session_state.get("train_confirm_delete") == run.id:
-            render_delete_confirmation(s, run)
+            confirm_delete(s, run)
     except UserError as exc:
         st.error(str(exc))
 
 
-def render_delete_confirmation(s: Store, run: Run) -> None:
-    st.warning(f"Delete run {run.id} with its checkpoints, logs and metrics? "
-               "This cannot be undone.")
-    yes, no, _ = st.columns([1, 1, 4])
-    if yes.button("Yes, delete", key="train_delete_yes", type="primary"):
+def confirm_delete(s: Store, run: Run) -> None:
+    def delete() -> str:
         jobs.delete(s, run.id)
-        st.session_state.pop("train_confirm_delete", None)
         state.set_active_run(None)
-        state.flash(f"Deleted run {run.id}.", "info")
-        st.rerun()
-    if no.button("Keep it", key="train_delete_no"):
-        st.session_state.pop("train_confirm_delete", None)
-        st.rerun()
+        return f"Deleted run {run.id}."
+
+    render_delete_confirmation("train", f"Delete run {run.id} with its checkpoints, logs and "
+                                        "metrics? This cannot be undone.", delete)
 
 
 require_router()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
 
-from core.errors import RunNotFound
+from core.errors import RunNotFound, UserError
 from core.store import STATUSES, Run, Store
 from ui import format as fmt
 from ui.state import (
@@ -16,6 +17,7 @@ from ui.state import (
     active_run_id,
     adopt_run_from_url,
     app_version,
+    flash,
     home,
     set_active_run,
     store,
@@ -163,3 +165,24 @@ def _on_pick(key: str):
             st.session_state[ACTIVE_RUN] = ids[rows[0]]
 
     return pick
+
+
+def render_delete_confirmation(prefix: str, message: str, delete: Callable[[], str]) -> None:
+    """A warning with *Yes, delete* / *Keep it*; ``delete()`` acts and returns the flash text.
+
+    The pending confirmation lives in ``st.session_state[f"{prefix}_confirm_delete"]``.
+    """
+    st.warning(message)
+    yes, no, _ = st.columns([1, 1, 4])
+    if yes.button("Yes, delete", key=f"{prefix}_delete_yes", type="primary"):
+        try:
+            done = delete()
+        except UserError as exc:
+            st.error(str(exc))
+            return
+        st.session_state.pop(f"{prefix}_confirm_delete", None)
+        flash(done, "info")
+        st.rerun()
+    if no.button("Keep it", key=f"{prefix}_delete_no"):
+        st.session_state.pop(f"{prefix}_confirm_delete", None)
+        st.rerun()
