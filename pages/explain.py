@@ -28,6 +28,7 @@ from ui.explain_views import (
     png_bytes,
     render_results_side_by_side,
     render_task,
+    run_dataset_info,
 )
 
 REQUEST = "explain_request"  # set by Evaluate: {"run_id", "split", "index", "sample_id"}
@@ -209,11 +210,8 @@ adopt_request()
 store = state.store()
 active = pick_trained_run(store, "explain_pick_run")
 if active is not None:
-    dataset_info = state.dataset_infos().get(active.dataset)
-    if dataset_info is None:
-        st.error(f"Run {active.id} was trained on {active.dataset!r}, which is no longer in "
-                 "this workspace.")
-    else:
+    dataset_info = run_dataset_info(active)
+    if dataset_info is not None:
         st.caption(f"Run **{active.name or active.id}** · {active.dataset} / {active.model}")
         try:
             chosen = pick_input(active, dataset_info)

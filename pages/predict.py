@@ -14,7 +14,14 @@ from core.explain.plots import topk_figure
 from core.predict import Prediction, predict_files, predict_rows, top_k
 from ui import state
 from ui.components import require_router
-from ui.explain_views import MAX_CARDS, loaded_run, pick_trained_run, png_bytes, st_progress
+from ui.explain_views import (
+    MAX_CARDS,
+    loaded_run,
+    pick_trained_run,
+    png_bytes,
+    run_dataset_info,
+    st_progress,
+)
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 RESULTS = "predict_results"  # session state: {"run_id", "items": {name: bytes}, "results": [...]}
@@ -135,11 +142,8 @@ state.render_flashes()
 s = state.store()
 run = pick_trained_run(s, "predict_pick_run")
 if run is not None:
-    info = state.dataset_infos().get(run.dataset)
-    if info is None:
-        st.error(f"Run {run.id} was trained on {run.dataset!r}, which is no longer in this "
-                 "workspace.")
-    else:
+    info = run_dataset_info(run)
+    if info is not None:
         st.caption(f"Run **{run.name or run.id}** · {run.dataset} / {run.model} · "
                    f"{len(info.classes)} classes")
         n = len(info.classes)

@@ -46,6 +46,15 @@ def pick_trained_run(s: Store, key: str) -> Run | None:
     return s.get_run(choice)
 
 
+def run_dataset_info(run: Run):
+    """The DatasetInfo of the run's dataset, or None with an error when it was deleted since."""
+    info = state.dataset_infos().get(run.dataset)
+    if info is None:
+        st.error(f"Run {run.id} was trained on {run.dataset!r}, which is no longer in this "
+                 "workspace.")
+    return info
+
+
 @st.cache_resource(max_entries=2, show_spinner="Loading the model...")
 def loaded_run(home: str, run_id: str, signature: str):
     """The run's model, loaded once per checkpoint (``signature``) and shared: never mutate."""
