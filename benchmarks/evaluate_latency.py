@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from core import metrics  # noqa: E402
+from core.analyze import metrics  # noqa: E402
+from core.analyze.evaluate import evaluate, predict_split, stored, write_predictions  # noqa: E402
 from core.config import RunConfig  # noqa: E402
-from core.evaluate import evaluate, predict_split, stored, write_predictions  # noqa: E402
-from core.jobs import create_run  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.runs.jobs import create_run  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 
 # A fresh process: the libraries every inference job imports first (timed apart), then one
 # evaluation from nothing (model and dataset loaded, split predicted, file written).
@@ -49,7 +49,7 @@ t = time.perf_counter()
 import torch, torchvision, sklearn.datasets
 {threads}
 imports = time.perf_counter() - t
-from core.evaluate import evaluate
+from core.analyze.evaluate import evaluate
 t = time.perf_counter()
 preds = evaluate(sys.argv[1], sys.argv[2], "test", force=True)
 print(json.dumps({{"seconds": time.perf_counter() - t, "loop": preds.seconds, "n": len(preds),
@@ -123,7 +123,7 @@ def large_split(home: Path, n: int, batch_size: int) -> dict:
     from core.data.dataset import ArrayDataset
     from core.data.registry import load_dataset
     from core.data.shapes import generate_shapes
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     run_id = train(home, data={"dataset": "shapes", "image_size": 32})
     loaded = load_run(run_id, home)

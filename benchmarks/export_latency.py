@@ -55,10 +55,10 @@ def resnet18_part(budget_s: float, rounds: int) -> dict:
 
 def accuracy_part(dataset: str, epochs: int, budget_s: float) -> dict:
     from core.config import RunConfig
-    from core.export import EvalData
-    from core.inference import load_run
-    from core.jobs import create_run
-    from core.store import Store
+    from core.deploy.export import EvalData
+    from core.models.loaded import load_run
+    from core.runs.jobs import create_run
+    from core.runs.store import Store
     from core.train import execute_run
 
     with tempfile.TemporaryDirectory(prefix="l2m-bench-ws-") as home:

@@ -26,7 +26,7 @@ from core.config import RunConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.data.torchdata import build_torch_split  # noqa: E402
 from core.models import create_model  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 from core.train.callbacks import EarlyStopping, StoreLogger  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
 

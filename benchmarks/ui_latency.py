@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.config import RunConfig  # noqa: E402
-from core.store import Store  # noqa: E402
+from core.runs.store import Store  # noqa: E402
 
 GOAL_LIVE_S, GOAL_RENDER_S = 2.0, 1.0
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.deploy.serve import read_state
 from core.errors import UserError
-from core.serve import read_state
-from core.store import Store
-from core.tasks import reconcile_tasks
+from core.runs.store import Store
+from core.runs.tasks import reconcile_tasks
 from ui import state
 from ui.components import require_router
 from ui.deploy_views import (

@@ -14,12 +14,12 @@ import json
 import numpy as np
 import streamlit as st
 
+from core.analyze.predict import read_rows
 from core.errors import UserError
 from core.explain import effective_params, find_explanation, list_explainers
 from core.explain.cache import SUMMARY_INPUT, read_prediction, save_input_image, save_input_row
 from core.explain.plots import beeswarm_figure
-from core.predict import read_rows
-from core.tasks import launch_task
+from core.runs.tasks import launch_task
 from ui import state
 from ui.components import require_router
 from ui.explain_views import (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import jobs
 from core.config import RunConfig
 from core.errors import UserError
-from core.store import Store
+from core.runs import jobs
+from core.runs.store import Store
 from ui import state
 from ui.components import render_runs_table, require_router
 

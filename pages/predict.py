@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.analyze.predict import Prediction, predict_files, predict_rows, top_k
 from core.errors import UserError
 from core.explain.plots import topk_figure
-from core.predict import Prediction, predict_files, predict_rows, top_k
 from ui import state
 from ui.components import require_router
 from ui.explain_views import (

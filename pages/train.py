@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import jobs
 from core.errors import UserError
-from core.store import Run, Store
+from core.runs import jobs
+from core.runs.store import Run, Store
 from ui import state
 from ui.components import render_delete_confirmation, render_runs_table, require_router
 from ui.monitor import render_monitor

@@ -113,8 +113,8 @@ def train_run(home: Path, **sections: dict[str, Any]) -> str:
     then updated from ``sections``, e.g. ``train_run(home, train={"epochs": 2})``.
     """
     from core.config import RunConfig
-    from core.jobs import create_run
-    from core.store import Store
+    from core.runs.jobs import create_run
+    from core.runs.store import Store
     from core.train import execute_run
 
     raw = RunConfig().to_dict()

@@ -39,8 +39,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 
 def _stop_jobs(home: Path) -> None:
     """Background jobs outlive the server by design; a test must not leave one running."""
-    from core import jobs
-    from core.store import Store
+    from core.runs import jobs
+    from core.runs.store import Store
 
     store = Store(home)
     for run in store.active_runs():
@@ -129,7 +129,7 @@ def test_a_deep_link_after_a_restart_shows_the_run_live(page, tmp_path: Path) ->
     as a job that kept running while the app was down would leave it.
     """
     from core.config import RunConfig
-    from core.store import Store
+    from core.runs.store import Store
 
     home = tmp_path / "ws"
     home.mkdir()

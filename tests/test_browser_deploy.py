@@ -16,7 +16,7 @@ from browser_support import BROWSER_MARKS, streamlit_app
 from conftest import train_run
 
 from core.deploy.runtime import sha256_bytes
-from core.store import Store
+from core.runs.store import Store
 
 pytestmark = BROWSER_MARKS
 

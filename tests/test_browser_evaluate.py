@@ -14,7 +14,7 @@ import pytest
 from browser_support import BROWSER_MARKS, streamlit_app
 from conftest import train_run
 
-from core.evaluate import evaluate
+from core.analyze.evaluate import evaluate
 
 pytestmark = BROWSER_MARKS
 

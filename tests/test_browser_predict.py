@@ -54,7 +54,7 @@ def test_predict_an_upload_then_see_its_grad_cam(trained, page, artifacts) -> No
         assert result.locator(".js-plotly-plot .colorbar").count() >= 1
         assert "Sanity check" in result.inner_text()
         page.screenshot(path=str(artifacts / "explain_gradcam.png"))
-    from core.store import Store
+    from core.runs.store import Store
 
     task = Store(home).latest_task(run_id, "explain")
     assert task is not None and task.status == "completed", task and task.error

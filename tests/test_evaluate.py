@@ -16,12 +16,8 @@ from conftest import run_cli, run_json, train_run, wait_for
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from core import metrics
-from core.config import RunConfig
-from core.data import load_dataset
-from core.data.dataset import ArrayDataset
-from core.errors import InvalidConfig, InvalidImage
-from core.evaluate import (
+from core.analyze import metrics
+from core.analyze.evaluate import (
     checkpoint_signature,
     eval_path,
     evaluate,
@@ -31,8 +27,12 @@ from core.evaluate import (
     stored,
     summarize,
 )
-from core.jobs import create_run
-from core.store import Store
+from core.config import RunConfig
+from core.data import load_dataset
+from core.data.dataset import ArrayDataset
+from core.errors import InvalidConfig, InvalidImage
+from core.runs.jobs import create_run
+from core.runs.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_second_open_reads_the_stored_file_until_the_checkpoint_changes(ws, runs
 
 
 def test_signature_is_the_one_load_run_computes(ws, runs) -> None:
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     loaded = load_run(runs["breast_cancer"], ws)
     assert checkpoint_signature(ws, runs["breast_cancer"]) == loaded.checkpoint_signature
@@ -166,7 +166,7 @@ def test_signature_is_the_one_load_run_computes(ws, runs) -> None:
 def test_large_split_runs_in_batches_with_progress(ws, runs) -> None:
     from torch import nn
 
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     class Recorder(nn.Module):
         def __init__(self, model):
@@ -202,7 +202,7 @@ class _Flaky(ArrayDataset):
 
 
 def test_corrupt_samples_are_skipped_and_counted(ws, runs) -> None:
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     base = load_dataset("digits", ws)
     flaky = _Flaky(base.info, base._data, base._labels, base._splits)
@@ -249,7 +249,7 @@ def test_cli_prints_metrics_and_errors_exit_2(ws, runs) -> None:
 
 
 def test_evaluate_as_a_background_task(ws, runs) -> None:
-    from core.tasks import launch_task
+    from core.runs.tasks import launch_task
 
     store = Store(ws)
     run_id = runs["shapes"]

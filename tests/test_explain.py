@@ -30,9 +30,9 @@ from core.explain.trust import (
     saliency,
     sanity_check,
 )
-from core.inference import load_run
-from core.jobs import create_run
-from core.store import Store
+from core.models.loaded import load_run
+from core.runs.jobs import create_run
+from core.runs.store import Store
 from core.train import execute_run
 
 SIZE = 16  # shapes are 64x64; the run shrinks them 4x (cheap to train) and masks are pooled

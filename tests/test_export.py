@@ -22,10 +22,10 @@ from core.data import get_info, load_dataset
 from core.data.transforms import make_preprocess, preprocess_spec
 from core.deploy import runtime
 from core.deploy.bundle import list_bundles, make_zip, verify
+from core.deploy.export import benchmark_run, export_run
 from core.errors import ExportFailed, InvalidBundle, InvalidConfig
-from core.export import benchmark_run, export_run
-from core.inference import load_run
-from core.store import Store
+from core.models.loaded import load_run
+from core.runs.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -182,11 +182,11 @@ def test_a_tampered_bundle_is_refused(tmp_path: Path, onnx_fp32: dict) -> None:
 
 
 def test_a_failed_parity_check_publishes_nothing(ws: Path, digits: str, monkeypatch) -> None:
-    import core.export
+    import core.deploy.export
 
     before = {b["bundle"]: b["created_at"] for b in list_bundles(ws, digits)}
-    monkeypatch.setattr(core.export, "ort_logits", lambda session, x: np.full((len(x), 10), 9.0,
-                                                                               np.float32))
+    monkeypatch.setattr(core.deploy.export, "ort_logits",
+                        lambda session, x: np.full((len(x), 10), 9.0, np.float32))
     with pytest.raises(ExportFailed, match="disagrees with PyTorch"):
         export_run(digits, ws, "onnx")
     after = {b["bundle"]: b["created_at"] for b in list_bundles(ws, digits)}

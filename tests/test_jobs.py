@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, run_json, wait_for
 
-from core import jobs
-from core.store import TERMINAL, Store
+from core.runs import jobs
+from core.runs.store import TERMINAL, Store
 
 # shapes at 32px: epochs long enough (~1 s) to act between them, short enough for CI.
 SHAPES = ("--dataset", "shapes", "--model", "smallcnn", "--image-size", "32",

@@ -25,10 +25,10 @@ from conftest import (
 )
 from PIL import Image
 
-from core.export import export_run
-from core.processes import is_alive
-from core.store import Store
-from core.tasks import cancel_task
+from core.deploy.export import export_run
+from core.runs.processes import is_alive
+from core.runs.store import Store
+from core.runs.tasks import cancel_task
 
 PAGE = "pages/deploy.py"
 

@@ -23,8 +23,8 @@ from conftest import (
 )
 from streamlit.testing.v1 import AppTest
 
-from core.evaluate import evaluate, is_fresh
-from core.store import Store
+from core.analyze.evaluate import evaluate, is_fresh
+from core.runs.store import Store
 
 PAGE = "pages/evaluate.py"
 

@@ -16,7 +16,7 @@ from conftest import open_page as open_routed
 from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset
-from core.store import Store
+from core.runs.store import Store
 
 TIMEOUT = 120
 
@@ -161,7 +161,7 @@ def test_explain_page_table_with_cached_results(env):
     from core.explain import effective_params
     from core.explain.cache import row_sha
     from core.explain.runner import explain_input, explain_summary
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     home, _, iris = env
     loaded = load_run(iris, home)

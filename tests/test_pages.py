@@ -19,9 +19,9 @@ from conftest import assert_clean, frame_with, open_page, run_python
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
 from core.config import RunConfig
-from core.store import ACTIVE, Store
+from core.runs import jobs
+from core.runs.store import ACTIVE, Store
 
 PAGES = ("pages/home.py", "pages/data.py", "pages/train.py")
 

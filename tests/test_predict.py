@@ -14,13 +14,13 @@ import torch
 from conftest import run_cli
 from PIL import Image
 
+from core.analyze.predict import predict_csv, predict_files, predict_rows, top_k
 from core.config import RunConfig
 from core.data import build_torch_split, load_dataset
 from core.errors import InvalidConfig
-from core.inference import load_run
-from core.jobs import create_run
-from core.predict import predict_csv, predict_files, predict_rows, top_k
-from core.store import Store
+from core.models.loaded import load_run
+from core.runs.jobs import create_run
+from core.runs.store import Store
 from core.train import execute_run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.series import count_points, downsample, epoch_rows, last_step, merge
+from core.runs.series import count_points, downsample, epoch_rows, last_step, merge
 
 
 def test_merge_appends_only_newer_points_per_key() -> None:

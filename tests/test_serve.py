@@ -25,10 +25,10 @@ from conftest import ROOT, free_port, train_run, wait_for
 from PIL import Image
 
 from core.data import load_dataset
+from core.deploy.export import export_run
 from core.deploy.monitor import read_log, summarize
-from core.export import export_run
-from core.inference import load_run
-from core.store import Store
+from core.models.loaded import load_run
+from core.runs.store import Store
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -230,7 +230,7 @@ def test_a_bundle_not_recorded_by_the_workspace_is_refused(ws: Path, exported) -
     """A bundle folder swapped in a run's export folder, with a self-consistent manifest."""
     from core.deploy.bundle import write_manifest
     from core.deploy.runtime import read_manifest
-    from core.serve import load_model
+    from core.deploy.serve import load_model
 
     run_id, manifest = exported
     folder = Path(manifest["path"]).with_name("onnx-forged")
@@ -270,8 +270,8 @@ def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
 
 def test_serve_as_a_background_task_starts_and_stops(ws: Path, exported) -> None:
     """What the Deploy page does: launch ``serve`` as a task, then cancel it."""
-    from core.processes import is_alive
-    from core.tasks import cancel_task, launch_task
+    from core.runs.processes import is_alive
+    from core.runs.tasks import cancel_task, launch_task
 
     run_id, _ = exported
     store = Store(ws)
@@ -297,7 +297,7 @@ def test_tabular_bundle_takes_json_features(tmp_path_factory) -> None:
     from fastapi.testclient import TestClient
 
     from core.deploy.runtime import Settings
-    from core.serve import build_app, load_model
+    from core.deploy.serve import build_app, load_model
 
     home = tmp_path_factory.mktemp("serve_iris")
     run_id = train_run(home, data={"dataset": "iris"}, model={"name": "mlp"},

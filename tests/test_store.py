@@ -10,7 +10,7 @@ import pytest
 
 from core.config import RunConfig
 from core.errors import RunNotFound
-from core.store import Store
+from core.runs.store import Store
 
 
 def _config(**train) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from conftest import wait_for
 
 from core.config import RunConfig
-from core.jobs import create_run
-from core.store import Store
-from core.tasks import launch_task, reconcile_tasks
+from core.runs.jobs import create_run
+from core.runs.store import Store
+from core.runs.tasks import launch_task, reconcile_tasks
 
 
 def test_task_completes_with_its_result_and_failures_keep_the_message(home):

@@ -15,8 +15,8 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import RunConfig
 from core.data import import_dataset
 from core.errors import DeviceUnavailable, UnsafeCheckpoint
-from core.jobs import create_run
-from core.store import Store
+from core.runs.jobs import create_run
+from core.runs.store import Store
 from core.train import execute_run
 from core.train.callbacks import EarlyStopping
 from core.train.sampler import EpochSampler

@@ -1,7 +1,7 @@
 """Plotly figures for the pages. Plotly is imported inside each function (first load stays fast).
 
 Every figure takes plain data (series, counts) and returns a figure; the pages decide where it
-goes. Series are downsampled for display with :func:`core.series.downsample`.
+goes. Series are downsampled for display with :func:`core.runs.series.downsample`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.series import Series, downsample
+from core.runs.series import Series, downsample
 
 MAX_POINTS = 600  # per trace: enough for a smooth curve, small enough to redraw every second
 MAX_MARKERS = 60  # beyond this, markers (one SVG node each) cost more than they tell

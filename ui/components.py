@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import RunNotFound, UserError
-from core.store import STATUSES, Run, Store
+from core.runs.store import STATUSES, Run, Store
 from ui import format as fmt
 from ui.state import (
     ACTIVE_RUN,

@@ -19,9 +19,9 @@ import streamlit as st
 
 from core.deploy import monitor
 from core.deploy.bundle import list_bundles, read_latency, serve_dir
-from core.serve import LOG_FILE, read_state, write_token
-from core.store import Run, Store, Task
-from core.tasks import cancel_task, launch_task, reconcile_tasks
+from core.deploy.serve import LOG_FILE, read_state, write_token
+from core.runs.store import Run, Store, Task
+from core.runs.tasks import cancel_task, launch_task, reconcile_tasks
 from core.workspace import run_dir
 from ui import format as fmt
 from ui.state import home, store

@@ -1,7 +1,7 @@
 """Plotly figures of the Evaluate page: confusion matrix, ROC / PR curves, reliability diagrams.
 
-Each takes plain arrays or the dicts of ``core.metrics`` and returns a figure; plotly is imported
-inside each function so the first page load stays fast.
+Each takes plain arrays or the dicts of ``core.analyze.metrics`` and returns a figure; plotly is
+imported inside each function so the first page load stays fast.
 """
 
 from __future__ import annotations

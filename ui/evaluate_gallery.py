@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import metrics
+from core.analyze import metrics
+from core.analyze.evaluate import Predictions
 from core.errors import UserError
-from core.evaluate import Predictions
 from ui.data_views import THUMB, thumbnail
 from ui.evaluate_charts import confusion_figure
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import metrics
+from core.analyze import metrics
+from core.analyze.evaluate import Predictions, eval_path, is_fresh, read_predictions
 from core.checkpoint import run_checkpoint
-from core.evaluate import Predictions, eval_path, is_fresh, read_predictions
-from core.store import Run, Store
-from core.tasks import launch_task, reconcile_tasks
+from core.runs.store import Run, Store
+from core.runs.tasks import launch_task, reconcile_tasks
 from ui import format as fmt
 from ui.evaluate_charts import pr_figure, reliability_figure, roc_figure
 from ui.state import home, store

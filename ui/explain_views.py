@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.explain import plots
 from core.explain.cache import Explanation, checkpoint_signature
-from core.store import Run, Store, Task
+from core.runs.store import Run, Store, Task
 from ui import state
 
 MAX_CARDS = 12  # up to this many images get a card with their chart; beyond, only the table
@@ -58,7 +58,7 @@ def run_dataset_info(run: Run):
 @st.cache_resource(max_entries=2, show_spinner="Loading the model...")
 def loaded_run(home: str, run_id: str, signature: str):
     """The run's model, loaded once per checkpoint (``signature``) and shared: never mutate."""
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     return load_run(run_id, home)
 

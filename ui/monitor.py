@@ -13,10 +13,10 @@ from collections import OrderedDict
 import pandas as pd
 import streamlit as st
 
-from core import jobs
 from core.errors import RunNotFound
-from core.series import Series, count_points, epoch_rows, last_step, merge
-from core.store import Run, Store
+from core.runs import jobs
+from core.runs.series import Series, count_points, epoch_rows, last_step, merge
+from core.runs.store import Run, Store
 from core.workspace import run_dir
 from ui import format as fmt
 from ui.charts import Overlay, curves_figure

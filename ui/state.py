@@ -11,9 +11,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import jobs
 from core.errors import RunNotFound
-from core.store import Run, Store
+from core.runs import jobs
+from core.runs.store import Run, Store
 from core.workspace import resolve_home
 
 ACTIVE_RUN = "active_run"  # the run every page works on (sidebar picker, Train, later pages)

@@ -6,7 +6,7 @@ token (401), a body cap (413), a pixel cap (422), bounded concurrency (429 at on
 queue that hangs), timeouts (408/504), and a JSONL request log.
 
 Copied into every ONNX bundle as ``serve.py`` (with ``runtime.py`` beside it), so it imports
-nothing else from ``core``; ``core.serve`` builds the same app inside the project. No
+nothing else from ``core``; ``core.deploy.serve`` builds the same app inside the project. No
 ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations, and
 ``Request`` is imported inside ``create_app``.
 """

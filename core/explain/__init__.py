@@ -2,7 +2,7 @@
 
 ``import core.explain`` is torch-free (the dashboard lists the methods and reads cached results
 with it); torch, captum, shap and lime load when a method runs. ``create_explainer`` and
-``explain_input`` need a ``core.inference.LoadedRun``.
+``explain_input`` need a ``core.models.loaded.LoadedRun``.
 """
 
 from core.explain import gradcam as _gradcam  # noqa: F401  (each module registers its class)

@@ -101,6 +101,6 @@ def effective_params(name: str, modality: str, params: dict[str, Any] | None = N
 
 
 def create_explainer(name: str, loaded_run: Any, **params: Any):
-    """An explainer for ``loaded_run`` (a ``core.inference.LoadedRun``), parameters checked."""
+    """An explainer for ``loaded_run`` (a ``core.models.loaded.LoadedRun``), parameters checked."""
     spec = get_explainer_spec(name, loaded_run.info.modality)
     return spec.cls(loaded_run, **effective_params(name, spec.modality, params))

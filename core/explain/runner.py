@@ -22,7 +22,7 @@ from core.explain.trust import deletion_curve, sanity_check, signed_map
 if TYPE_CHECKING:
     import torch
 
-    from core.inference import LoadedRun
+    from core.models.loaded import LoadedRun
 
 SUMMARY_METHOD = "shap-summary"
 SUMMARY_ROWS = 100
@@ -36,7 +36,7 @@ def read_input(loaded: LoadedRun, path: str | Path, row: int = 0
     row ``row`` of the CSV, its ``row_sha`` and its feature values.
     """
     if loaded.info.modality == "tabular":
-        from core.predict import read_rows
+        from core.analyze.predict import read_rows
 
         rows = read_rows(path, loaded.info.feature_names, Path(path).name)
         if not 0 <= row < len(rows):

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from core.runs.store import Store
     from core.train.trainer import Trainer
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.config import RunConfig
 from core.errors import UserError
-from core.store import Store
+from core.runs.store import Store
 from core.train import distributed as dist
 from core.train.callbacks import Callback, EarlyStopping, StoreLogger
 from core.workspace import resolve_home, run_dir
@@ -39,7 +39,7 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
     if info.is_main:
         fields: dict[str, Any] = {}
         if record_pid and not info.enabled:  # under torchrun the launcher's pid is kept
-            from core.processes import process_start_time
+            from core.runs.processes import process_start_time
             fields = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
         store.update_run(run_id, **fields)
         # Only a queued run starts: one cancelled before its process got here stays cancelled.

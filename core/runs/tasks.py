@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from core.processes import is_alive, signal_group, spawn_detached
-from core.store import ACTIVE, Store, Task
+from core.runs.processes import is_alive, signal_group, spawn_detached
+from core.runs.store import ACTIVE, Store, Task
 from core.workspace import run_dir
 
 

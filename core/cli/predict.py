@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.cli import command, emit, progress
+from core.cli.main import command, emit, progress
 from core.errors import InvalidConfig
 
 
@@ -42,8 +42,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 @command("predict")
 def predict(args: argparse.Namespace) -> int:
-    from core.inference import load_run
-    from core.predict import predict_files
+    from core.analyze.predict import predict_files
+    from core.models.loaded import load_run
 
     if args.top_k < 1:
         raise InvalidConfig(f"--top-k must be at least 1, got {args.top_k}.")
@@ -65,7 +65,7 @@ def predict(args: argparse.Namespace) -> int:
 @command("explain")
 def explain(args: argparse.Namespace) -> int:
     from core.explain.runner import explain_input, explain_summary, read_input
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     if args.out and len(methods) != 1:
@@ -90,7 +90,7 @@ def explain(args: argparse.Namespace) -> int:
 
 def _modality(args: argparse.Namespace) -> str:
     from core.data import get_info
-    from core.store import Store
+    from core.runs.store import Store
 
     run = Store(args.home).get_run(args.run)
     return get_info(run.config["data"]["dataset"], args.home).modality

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--home", help="workspace folder (default: $LAB2MARKET_HOME or "
                                        "./workspace)")
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    common.add_argument("--task", help=argparse.SUPPRESS)  # set by core.tasks.launch_task
+    common.add_argument("--task", help=argparse.SUPPRESS)  # set by core.runs.tasks.launch_task
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ds = sub.add_parser("datasets", parents=[common], help="list or import datasets")
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Each later step (evaluate, explain, deploy, ...) keeps its commands in a module of its own that
 # defines ``add_parsers(sub, common)`` and registers its functions with ``@command``.
-EXTENSIONS = ("core.commands_evaluate", "core.commands_predict", "core.commands_deploy")
+EXTENSIONS = ("core.cli.evaluate", "core.cli.predict", "core.cli.deploy")
 
 
 def _extensions() -> list:
@@ -172,8 +172,8 @@ class _TaskRecorder:
     def __init__(self, args: argparse.Namespace):
         import os
 
-        from core.processes import process_start_time
-        from core.store import Store
+        from core.runs.processes import process_start_time
+        from core.runs.store import Store
 
         self.args, self.store = args, Store(args.home)
         self.store.update_task(args.task, status="running", pid=os.getpid(),
@@ -190,8 +190,8 @@ class _TaskRecorder:
 
 def progress(args: argparse.Namespace, desc: str):
     """The progress callback a command should use: tqdm on stderr, plus the task row if any."""
-    from core.store import Store
-    from core.tasks import Progress
+    from core.runs.store import Store
+    from core.runs.tasks import Progress
 
     task = getattr(args, "task", None)
     return Progress(desc, Store(args.home) if task else None, task)
@@ -203,4 +203,4 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 # The commands live in core/commands.py to keep this module to the parser and the dispatch.
-from core import commands as _commands  # noqa: E402,F401  (registers the commands)
+from core.cli import runs as _commands  # noqa: E402,F401  (registers the commands)

@@ -26,7 +26,7 @@ from core.errors import InvalidConfig, InvalidTable, UserError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from core.inference import LoadedRun
+    from core.models.loaded import LoadedRun
 
 logger = logging.getLogger(__name__)
 

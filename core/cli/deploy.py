@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli import command, emit, progress
+from core.cli.main import command, emit, progress
 from core.errors import InvalidConfig
 
 
@@ -59,7 +59,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 @command("export")
 def export(args: argparse.Namespace) -> int:
-    from core.export import export_run
+    from core.deploy.export import export_run
 
     with progress(args, f"export {args.format}") as bar:
         manifest = export_run(args.run, args.home, args.format, args.quantize,
@@ -71,7 +71,7 @@ def export(args: argparse.Namespace) -> int:
 
 @command("bench")
 def bench(args: argparse.Namespace) -> int:
-    from core.export import benchmark_run
+    from core.deploy.export import benchmark_run
 
     with progress(args, "bench") as bar:
         result = benchmark_run(args.run, args.home, budget_s=args.budget, progress=bar)
@@ -98,7 +98,7 @@ def bundles_list(args: argparse.Namespace) -> int:
 
 @command("serve")
 def serve(args: argparse.Namespace) -> int:
-    from core import serve as server
+    from core.deploy import serve as server
     from core.deploy.runtime import Settings
 
     if args.max_concurrency < 1 or args.top_k < 1 or args.timeout <= 0 or args.max_body_mb <= 0:
@@ -115,7 +115,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"Serving {model.version} on {url} (docs: {url}/docs); Ctrl-C stops it.",
               file=sys.stderr)
         if getattr(args, "task", None):
-            from core.store import Store
+            from core.runs.store import Store
 
             Store(args.home).update_task(args.task, message=url)
 

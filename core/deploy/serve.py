@@ -30,7 +30,7 @@ from core.deploy.runtime import (
     sha256_file,
 )
 from core.errors import InvalidBundle, InvalidConfig, UserError
-from core.store import Store
+from core.runs.store import Store
 from core.workspace import resolve_home
 
 log = logging.getLogger(__name__)

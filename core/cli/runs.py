@@ -8,8 +8,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from core.cli import command, config_from_args, emit
-from core.store import TERMINAL, Run, Store
+from core.cli.main import command, config_from_args, emit
+from core.runs.store import TERMINAL, Run, Store
 
 
 @command("datasets list")
@@ -55,7 +55,7 @@ def models_list(args: argparse.Namespace) -> int:
 
 @command("train")
 def train(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core.runs import jobs
 
     config = config_from_args(args)
     store = Store(args.home)
@@ -80,7 +80,7 @@ def train(args: argparse.Namespace) -> int:
 
 @command("resume")
 def resume(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core.runs import jobs
     from core.workspace import run_dir
 
     store = Store(args.home)
@@ -105,7 +105,7 @@ def job(args: argparse.Namespace) -> int:
 
 @command("runs")
 def runs(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core.runs import jobs
 
     store = Store(args.home)
     jobs.reconcile(store)
@@ -118,7 +118,7 @@ def runs(args: argparse.Namespace) -> int:
 
 @command("status")
 def status(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core.runs import jobs
 
     store = Store(args.home)
     jobs.reconcile(store)
@@ -134,7 +134,7 @@ def status(args: argparse.Namespace) -> int:
 
 @command("cancel")
 def cancel(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core.runs import jobs
 
     run = jobs.cancel(Store(args.home), args.run)
     emit(args, run_payload(run), f"{run.id}: {run.status}")
@@ -143,7 +143,7 @@ def cancel(args: argparse.Namespace) -> int:
 
 @command("delete")
 def delete(args: argparse.Namespace) -> int:
-    from core import jobs
+    from core.runs import jobs
 
     jobs.delete(Store(args.home), args.run)
     emit(args, {"deleted": args.run}, f"deleted {args.run}")
@@ -167,7 +167,7 @@ def run_payload(run: Run) -> dict[str, Any]:
 
 
 def _train_in_process(store: Store, run_id: str, resume: bool) -> Run:
-    from core.cli_progress import TqdmProgress
+    from core.cli.progress import TqdmProgress
     from core.train import execute_run
 
     execute_run(run_id, store.home, resume=resume, callbacks=[TqdmProgress()])
@@ -178,7 +178,7 @@ def _follow(store: Store, run_id: str) -> Run:
     """Wait for a background run (e.g. torchrun) to end, with a progress bar; Ctrl-C cancels."""
     from tqdm import tqdm
 
-    from core import jobs
+    from core.runs import jobs
 
     with tqdm(desc=run_id, unit="step", file=sys.stderr) as bar:
         try:

@@ -1,6 +1,6 @@
 """Export a run: ONNX (fp32 or int8) or TorchScript, checked, measured and bundled.
 
-``export_run`` loads the run's best checkpoint (``core.inference.load_run``), converts it,
+``export_run`` loads the run's best checkpoint (``core.models.loaded.load_run``), converts it,
 checks it (``onnx.checker``; the exported model against PyTorch on real test samples at batch 1
 and 8, fp32 within 1e-4), quantizes it when asked (static int8, calibrated on training samples),
 measures test accuracy of every form side by side and the latency of the exported form against
@@ -37,8 +37,8 @@ from core.deploy.convert import (
 )
 from core.deploy.latency import Variant, add_accuracy, add_ratios, build_variants, measure
 from core.errors import InvalidConfig
-from core.inference import LoadedRun, load_run
-from core.store import Store
+from core.models.loaded import LoadedRun, load_run
+from core.runs.store import Store
 from core.workspace import resolve_home
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ Progress = Callable[..., None]
 CALIBRATION_SAMPLES = 200
 MAX_EVAL_SAMPLES = 2000
 MAX_EVAL_BYTES = 256 * 1024**2
-DEPLOY_DIR = Path(__file__).resolve().parent / "deploy"
+DEPLOY_DIR = Path(__file__).resolve().parent
 
 
 def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",

@@ -20,7 +20,7 @@ from core.checkpoint import file_signature, load_checkpoint, model_state, run_ch
 from core.config import RunConfig
 from core.data import DatasetInfo, get_info
 from core.errors import InvalidRunState
-from core.store import Store
+from core.runs.store import Store
 from core.workspace import resolve_home
 
 

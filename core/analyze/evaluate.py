@@ -4,7 +4,7 @@
 (memory bounded by the batch, progress reported after each) and writes
 ``runs/<id>/eval/<split>.npz``: sample ids, positions in the split, true labels, logits and
 class probabilities, plus the checkpoint's signature. Every metric and plot is derived from that
-file (``core.metrics``); opening it again recomputes nothing unless the checkpoint changed.
+file (``core.analyze.metrics``); opening it again recomputes nothing unless the checkpoint changed.
 
 Importing this module does not import torch (the dashboard reads the stored files with it);
 torch is imported by the functions that run the model.
@@ -155,7 +155,7 @@ def evaluate(run_id: str, home: str | Path | None = None, split: str = "test",
     if batch_size < 1:
         raise InvalidConfig(f"batch size must be >= 1, got {batch_size}")
     home = resolve_home(home)
-    from core.store import Store
+    from core.runs.store import Store
 
     store = Store(home)
     try:
@@ -168,7 +168,7 @@ def evaluate(run_id: str, home: str | Path | None = None, split: str = "test",
             logger.info("Reusing %s (checkpoint unchanged)", found.path)
             return found
     from core.data import load_dataset
-    from core.inference import load_run
+    from core.models.loaded import load_run
 
     # Taken before the weights are read: if a training run rewrites the checkpoint meanwhile,
     # the file is marked stale (and redone), never fresh with older weights.
@@ -222,7 +222,7 @@ def predict_split(loaded: Any, dataset: Any, split: str, batch_size: int = BATCH
         logger.warning("Skipped %d unreadable samples of %s/%s", len(skipped),
                        dataset.info.name, split)
     z = np.concatenate(logits)
-    from core.metrics import softmax
+    from core.analyze.metrics import softmax
 
     index = np.asarray(kept, dtype=np.int64)
     return Predictions(
@@ -276,9 +276,9 @@ def _device(name: str) -> str:
 
 
 def summarize(preds: Predictions, calibration: Predictions | None = None) -> dict[str, Any]:
-    """The metrics of ``preds`` (``core.metrics.report``), with temperature scaling fitted on
-    ``calibration`` (the val predictions) when given."""
-    from core.metrics import report, temperature_scaling
+    """The metrics of ``preds`` (``core.analyze.metrics.report``), with temperature scaling
+    fitted on ``calibration`` (the val predictions) when given."""
+    from core.analyze.metrics import report, temperature_scaling
 
     out = {"run_id": preds.run_id, "split": preds.split, "dataset": preds.dataset,
            "checkpoint": preds.checkpoint, "skipped": int(len(preds.skipped)),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunNotFound
-from core.records import (  # noqa: F401  (re-exported: callers import them from the store)
+from core.runs.records import (  # noqa: F401  (re-exported: callers import them from the store)
     ACTIVE,
     STATUSES,
     TERMINAL,

@@ -1,6 +1,6 @@
 """Background jobs: launch, cancel, resume, delete, and reconcile after a crash.
 
-A job is a detached process (``core.processes``) running ``python -m core _job RUN``, or
+A job is a detached process (``core.runs.processes``) running ``python -m core _job RUN``, or
 ``torchrun`` around it for ``nproc > 1``. The store keeps its pid and the process's start time,
 so a pid reused by another program after a crash is not taken for the job. This module never
 imports torch.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from core.config import RunConfig
 from core.errors import InvalidRunState
-from core.processes import is_alive, signal_group, spawn_detached, wait_dead
-from core.store import ACTIVE, Run, Store
+from core.runs.processes import is_alive, signal_group, spawn_detached, wait_dead
+from core.runs.store import ACTIVE, Run, Store
 from core.workspace import run_dir
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli import command, emit
-from core.evaluate import BATCH_SIZE, EVAL_SPLITS
+from core.analyze.evaluate import BATCH_SIZE, EVAL_SPLITS
+from core.cli.main import command, emit
 
 
 def add_parsers(sub, common: argparse.ArgumentParser) -> None:
@@ -23,8 +23,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 @command("evaluate")
 def evaluate_command(args: argparse.Namespace) -> int:
-    from core.cli import progress
-    from core.evaluate import evaluate, summarize
+    from core.analyze.evaluate import evaluate, summarize
+    from core.cli.main import progress
 
     splits = [args.split]
     if args.calibrate and args.split != "val":

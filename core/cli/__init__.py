@@ -1,0 +1,1 @@
+"""``python -m core``: the command-line interface (the parser, dispatch and one module per step)."""
