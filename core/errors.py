@@ -65,3 +65,7 @@ class ExportFailed(UserError):
 
 class InvalidBundle(UserError):
     """An export bundle is missing, was not exported by this project, or changed since."""
+
+
+class InvalidName(UserError):
+    """A run id, dataset or bundle name does not match its pattern or leaves the workspace."""

@@ -1,14 +1,47 @@
 """Where things live: one workspace folder holds the store, datasets and runs.
 
 Resolution order: an explicit ``home`` argument, then ``$LAB2MARKET_HOME``, then ``./workspace``.
+
+This is also the one place where a name a user typed (a run id, a dataset name, a bundle name)
+becomes a path: every getter checks the name against its pattern and the resolved path against
+the workspace *before* anything is read or written, so ``../../OTHER/runs/ID`` never leaves it.
+Getters do not create folders; writers create what they write (``mkdir(parents=True)``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+from core.errors import InvalidName
+
 ENV_VAR = "LAB2MARKET_HOME"
+
+# One pattern per kind of name. Run and job ids come from ``core.runs.store.new_run_id``.
+NAME_PATTERNS: dict[str, re.Pattern[str]] = {
+    "run": re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}"),
+    "job": re.compile(r"j\d{8}-\d{6}-[0-9a-f]{6}"),
+    "dataset": re.compile(r"[a-z0-9_-]{1,64}"),
+    "bundle": re.compile(r"[a-z0-9][a-z0-9_-]{0,63}"),
+}
+_HINTS = {
+    "run": "a run id looks like 20260101-120000-a1b2c3 (`python -m core runs` lists them)",
+    "job": "a job id looks like j20260101-120000-a1b2c3 (`python -m core jobs` lists them)",
+    "dataset": "use 1 to 64 lowercase letters, digits, '_' or '-'",
+    "bundle": "a bundle name looks like onnx-int8 (`python -m core bundles RUN` lists them)",
+}
+
+
+def check_name(kind: str, value: object) -> str:
+    """``value`` if it is a valid ``kind`` name (run, job, dataset, bundle), else InvalidName."""
+    if not isinstance(value, str) or not NAME_PATTERNS[kind].fullmatch(value):
+        raise InvalidName(f"Invalid {kind} name {value!r}: {_HINTS[kind]}.")
+    return value
+
+
+def is_valid_name(kind: str, value: object) -> bool:
+    return isinstance(value, str) and NAME_PATTERNS[kind].fullmatch(value) is not None
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
@@ -23,16 +56,32 @@ def db_path(home: Path) -> Path:
 
 
 def datasets_dir(home: Path) -> Path:
-    path = home / "datasets"
-    path.mkdir(exist_ok=True)
-    return path
+    return home / "datasets"
 
 
 def runs_dir(home: Path) -> Path:
-    path = home / "runs"
-    path.mkdir(exist_ok=True)
-    return path
+    return home / "runs"
+
+
+def dataset_dir(home: Path, name: str) -> Path:
+    """The folder of the imported dataset ``name`` (checked; not created)."""
+    return _inside(home, datasets_dir(home) / check_name("dataset", name))
 
 
 def run_dir(home: Path, run_id: str) -> Path:
-    return runs_dir(home) / run_id
+    """The folder of run ``run_id`` (checked; not created)."""
+    return _inside(home, runs_dir(home) / check_name("run", run_id))
+
+
+def bundle_dir(home: Path, run_id: str, bundle: str) -> Path:
+    """The folder of a run's export bundle (checked; not created)."""
+    return _inside(home, run_dir(home, run_id) / "export" / check_name("bundle", bundle))
+
+
+def _inside(home: Path, path: Path) -> Path:
+    # The patterns already exclude separators and dots; this also refuses a symlinked folder
+    # that points out of the workspace.
+    resolved = path.resolve()
+    if not resolved.is_relative_to(home.resolve()):
+        raise InvalidName(f"{path.name!r} resolves outside the workspace ({resolved}).")
+    return path

@@ -153,6 +153,7 @@ def _staging(name: str, home: Path | str | None) -> Iterator[Path]:
     Whatever happens, the hidden work folder around it is removed.
     """
     final = check_new_name(name, home)
+    final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(final.parent)
     work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=final.parent))
     try:

@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -21,11 +20,10 @@ from pathlib import Path
 from core.data.dataset import Dataset
 from core.data.info import DatasetInfo
 from core.errors import DatasetNotFound, UserError
-from core.workspace import datasets_dir, resolve_home
+from core.workspace import check_name, dataset_dir, datasets_dir, is_valid_name, resolve_home
 
 logger = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 META_FILE = "meta.json"
 
 _BUILTINS: dict[str, Callable[[], Dataset]] = {}
@@ -52,7 +50,7 @@ def list_datasets(home: Path | str | None = None) -> list[DatasetInfo]:
     """Built-ins first (registration order), then imported datasets sorted by name."""
     infos = [_builtin(name).info.copy() for name in _BUILTINS]
     root = datasets_dir(resolve_home(home))
-    for folder in sorted(root.iterdir()):
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
         if folder.name.startswith(".") or not (folder / META_FILE).is_file():
             continue
         try:
@@ -105,13 +103,10 @@ def delete_dataset(name: str, home: Path | str | None = None) -> None:
 
 def check_new_name(name: str, home: Path | str | None = None) -> Path:
     """Validate a name for a new dataset; return the folder it will live in."""
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise UserError(
-            f"Invalid dataset name {name!r}: use 1 to 64 lowercase letters, digits, '_' or '-'."
-        )
+    check_name("dataset", name)
     if name in _BUILTINS:
         raise UserError(f"{name!r} is the name of a built-in dataset; choose another name.")
-    folder = datasets_dir(resolve_home(home)) / name
+    folder = dataset_dir(resolve_home(home), name)
     if folder.exists():
         raise UserError(f"A dataset named {name!r} already exists; delete it or choose another.")
     return folder
@@ -135,8 +130,8 @@ def _builtin(name: str) -> Dataset:
 
 def _imported_folder(name: str, home: Path | str | None) -> Path:
     folder = None
-    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
-        folder = datasets_dir(resolve_home(home)) / name
+    if is_valid_name("dataset", name):
+        folder = dataset_dir(resolve_home(home), name)
     if folder is None or not (folder / META_FILE).is_file():
         raise DatasetNotFound(
             f"Unknown dataset {name!r}. Available: {', '.join(available_names(home))}."
