@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from core.data.info import SPLITS, DatasetInfo
 from core.data.registry import META_FILE, write_json
 from core.data.splits import stratified_split
 from core.errors import InvalidArchive, InvalidImage
+from core.progress import ProgressFn
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ DEFAULT_IMAGE_SIZE = 64  # keeps CPU training quick; --image-size overrides it p
 MIN_IMAGE_SIZE = 8
 STATS_SAMPLES = 500  # mean/std from at most this many train images
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -119,7 +118,7 @@ def _is_junk(name: str) -> bool:
 
 
 def build_image_dataset(
-    name: str, root: Path, out: Path, progress: Progress | None = None, move: bool = False
+    name: str, root: Path, out: Path, progress: ProgressFn | None = None, move: bool = False
 ) -> DatasetInfo:
     """Validate the ImageFolder at ``root`` and store it as dataset ``name`` in the new ``out``.
 

@@ -38,12 +38,12 @@ from core.deploy.convert import (
 from core.deploy.latency import Variant, add_accuracy, add_ratios, build_variants, measure
 from core.errors import InvalidConfig
 from core.models.loaded import LoadedRun, load_run
+from core.progress import ProgressFn
 from core.runs.store import Store
 from core.workspace import resolve_home
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[..., None]
 CALIBRATION_SAMPLES = 200
 MAX_EVAL_SAMPLES = 2000
 MAX_EVAL_BYTES = 256 * 1024**2
@@ -52,7 +52,7 @@ DEPLOY_DIR = Path(__file__).resolve().parent
 
 def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
-               latency_budget_s: float = 2.0, progress: Progress | None = None) -> dict[str, Any]:
+               latency_budget_s: float = 2.0, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Export, check and bundle a run; returns the bundle's manifest (plus ``path``, ``zip``)."""
     _check_choice(fmt, quantize)
     step = _stepper(progress, 7 if quantize else 6)
@@ -84,7 +84,7 @@ def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
 
 
 def benchmark_run(run_id: str, home: str | Path | None = None, budget_s: float = 4.0,
-                  progress: Progress | None = None) -> dict[str, Any]:
+                  progress: ProgressFn | None = None) -> dict[str, Any]:
     """Latency, throughput, size and test accuracy of eager, TorchScript, ONNX fp32 and int8.
 
     Saved as ``runs/<id>/export/latency.json`` for the Deploy page.
@@ -286,7 +286,7 @@ def _check_choice(fmt: str, quantize: str | None) -> None:
         raise InvalidConfig("int8 quantization applies to ONNX exports: use --format onnx.")
 
 
-def _stepper(progress: Progress | None, total: int) -> Callable[[str], None]:
+def _stepper(progress: ProgressFn | None, total: int) -> Callable[[str], None]:
     done = [0]
 
     def step(message: str) -> None:

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from core.errors import ComputeBudgetExceeded
+from core.progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-ProgressFn = Callable[..., None]  # progress(done, total, message="")
 DEFAULT_TIME_BUDGET_S = 300.0
 
-
-def no_progress(done: int, total: int, message: str = "") -> None:
-    """The progress callback used when the caller gives none."""
 
 
 class Budget:

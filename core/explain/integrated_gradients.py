@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.explain.base import Budget, Explainer, ProgressFn
+from core.explain.base import Budget, Explainer
 from core.explain.registry import register_explainer
+from core.progress import ProgressFn
 
 if TYPE_CHECKING:
     import torch

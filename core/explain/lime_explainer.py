@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.explain.base import Budget, Explainer, ProgressFn, to_uint8_image
+from core.explain.base import Budget, Explainer, to_uint8_image
 from core.explain.registry import register_explainer
+from core.progress import ProgressFn
 
 if TYPE_CHECKING:
     import torch

@@ -15,9 +15,10 @@ import numpy as np
 
 from core.errors import InvalidConfig
 from core.explain import cache
-from core.explain.base import ProgressFn, no_progress, rows_to_raw, to_uint8_image
+from core.explain.base import rows_to_raw, to_uint8_image
 from core.explain.registry import create_explainer, effective_params, get_explainer_spec
 from core.explain.trust import deletion_curve, sanity_check, signed_map
+from core.progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     import torch

@@ -7,16 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.explain.base import (
-    Budget,
-    Explainer,
-    ProgressFn,
-    rows_to_raw,
-    target_output,
-    training_sample,
-)
+from core.explain.base import Budget, Explainer, rows_to_raw, target_output, training_sample
 from core.explain.registry import register_explainer
 from core.explain.shap_explainer import ShapExplainer
+from core.progress import ProgressFn
 
 if TYPE_CHECKING:
     import torch

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.explain.base import ProgressFn, no_progress
+from core.progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:
     import torch
