@@ -11,6 +11,7 @@ from typing import Any
 
 from core.data import builtins as _builtins  # noqa: F401  (registers the built-in datasets)
 from core.data.dataset import Dataset
+from core.data.fingerprints import check_fingerprint, fingerprint
 from core.data.images import ALLOWED_FORMATS, IMAGE_EXTENSIONS, MAX_PIXELS, open_image
 from core.data.importers import import_dataset
 from core.data.info import SPLITS, DatasetInfo
@@ -52,7 +53,9 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "builtin_names",
+    "check_fingerprint",
     "delete_dataset",
+    "fingerprint",
     "get_info",
     "import_dataset",
     "list_datasets",

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from core.data.dataset import FolderDataset, split_info
+from core.data.fingerprints import dataset_hash
 from core.data.images import (
     GRAY_MODES,
     IMAGE_EXTENSIONS,
@@ -155,8 +156,15 @@ def build_image_dataset(
         {"file": f, "class": classes[labels[j]], "split": split_of[j]} for j, f in enumerate(files)
     ]
     write_json(out / INDEX_FILE, {"samples": index})
+    info.content_hash = dataset_hash(out, "image")
     write_json(out / META_FILE, info.to_dict())
     return info
+
+
+def stored_files(folder: Path) -> list[str]:
+    """The files a stored image dataset's content hash covers: the index, then every image."""
+    records = json.loads((folder / INDEX_FILE).read_text(encoding="utf-8"))["samples"]
+    return [INDEX_FILE, *(f"{IMAGES_DIR}/{r['file']}" for r in records)]
 
 
 def _description(n_images: int, n_classes: int, damaged: list[str]) -> str:

@@ -23,7 +23,7 @@ from core.data.folders import JUNK_NAMES, build_image_dataset
 from core.data.images import IMAGE_EXTENSIONS
 from core.data.info import DatasetInfo
 from core.data.registry import check_new_name
-from core.data.tables import build_table_dataset
+from core.data.tables import prepare_table, write_table_dataset
 from core.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,11 @@ def import_csv(
     home: Path | str | None = None,
     progress: Progress | None = None,
 ) -> DatasetInfo:
+    check_new_name(name, home)  # a bad name is refused before the file is even read
+    # Validated before staging: a refused table leaves no trace in the workspace.
+    table = prepare_table(Path(source), target)
     with _staging(name, home) as out:
-        info = build_table_dataset(name, Path(source), target, out, progress)
+        info = write_table_dataset(name, table, out, progress)
     logger.info("Imported table %s as dataset %s", source, name)
     return info
 

@@ -31,6 +31,9 @@ class DatasetInfo:
     description: str = ""
     target: str = ""  # imported CSV: the label column
     class_counts_by_split: dict[str, list[int]] = field(default_factory=dict)  # split -> per class
+    # Imported datasets: "sha256:<hex>" of the stored files, hashed once at import ("" = unknown,
+    # e.g. imported before fingerprints existed; ``core.data.fingerprints`` fills it on first use).
+    content_hash: str = ""
 
     @property
     def num_classes(self) -> int:

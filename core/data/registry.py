@@ -48,10 +48,14 @@ def builtin_names() -> list[str]:
 
 def list_datasets(home: Path | str | None = None) -> list[DatasetInfo]:
     """Built-ins first (registration order), then imported datasets sorted by name."""
-    infos = [_builtin(name).info.copy() for name in _BUILTINS]
+    infos = [builtin_dataset(name).info.copy() for name in _BUILTINS]
     root = datasets_dir(resolve_home(home))
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if folder.name.startswith(".") or not (folder / META_FILE).is_file():
+        # Hidden work folders, names no command could open, and links (which may point out of
+        # the workspace) are not datasets.
+        if not is_valid_name("dataset", folder.name) or folder.is_symlink():
+            continue
+        if not (folder / META_FILE).is_file():
             continue
         try:
             infos.append(read_meta(folder))
@@ -62,8 +66,8 @@ def list_datasets(home: Path | str | None = None) -> list[DatasetInfo]:
 
 def get_info(name: str, home: Path | str | None = None) -> DatasetInfo:
     if name in _BUILTINS:
-        return _builtin(name).info.copy()
-    folder = _imported_folder(name, home)
+        return builtin_dataset(name).info.copy()
+    folder = imported_folder(name, home)
     try:
         return read_meta(folder)
     except (OSError, ValueError, TypeError) as exc:
@@ -75,11 +79,11 @@ def get_info(name: str, home: Path | str | None = None) -> DatasetInfo:
 def load_dataset(name: str, home: Path | str | None = None) -> Dataset:
     """The dataset's samples. Built-ins are shared, read-only arrays (built once per process)."""
     if name in _BUILTINS:
-        dataset = copy.copy(_builtin(name))  # shares the read-only arrays
+        dataset = copy.copy(builtin_dataset(name))  # shares the read-only arrays
         dataset.info = dataset.info.copy()  # callers may edit their info; the cache stays intact
         return dataset
     info = get_info(name, home)
-    folder = _imported_folder(name, home)
+    folder = imported_folder(name, home)
     if info.modality == "image":
         from core.data.folders import load_folder_dataset
 
@@ -93,7 +97,7 @@ def delete_dataset(name: str, home: Path | str | None = None) -> None:
     """Delete an imported dataset (built-ins cannot be deleted)."""
     if name in _BUILTINS:
         raise UserError(f"{name!r} is a built-in dataset and cannot be deleted.")
-    folder = _imported_folder(name, home)
+    folder = imported_folder(name, home)
     # Rename first so a half-deleted folder is never listed as a dataset.
     trash = folder.with_name(f".deleting-{name}-{uuid.uuid4().hex[:8]}")
     os.replace(folder, trash)
@@ -120,15 +124,33 @@ def write_json(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
 
+def replace_meta(folder: Path, info: DatasetInfo) -> None:
+    """Rewrite a live dataset's meta.json atomically: a reader never sees half a file."""
+    tmp = folder / f".{META_FILE}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        write_json(tmp, info.to_dict())
+        os.replace(tmp, folder / META_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def available_names(home: Path | str | None = None) -> list[str]:
     return [info.name for info in list_datasets(home)]
 
 
-def _builtin(name: str) -> Dataset:
+def is_builtin(name: str) -> bool:
+    return name in _BUILTINS
+
+
+def builtin_dataset(name: str) -> Dataset:
+    """The cached built-in itself (read-only arrays): callers must not edit it."""
     return _BUILTINS[name]()
 
 
-def _imported_folder(name: str, home: Path | str | None) -> Path:
+
+def imported_folder(name: str, home: Path | str | None) -> Path:
+    """The folder of the imported dataset ``name``; an invalid name is refused before any path
+    is built, and a name with no dataset raises ``DatasetNotFound`` listing the available ones."""
     folder = None
     if is_valid_name("dataset", name):
         folder = dataset_dir(resolve_home(home), name)

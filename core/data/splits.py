@@ -31,6 +31,25 @@ def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np
     }
 
 
+def split_sizes(class_counts: np.ndarray) -> dict[str, int]:
+    """How many samples each split gets when classes of these sizes are split (no data needed)."""
+    sizes = {"train": 0, "val": 0, "test": 0}
+    for n in np.asarray(class_counts, dtype=np.int64).tolist():
+        n_val, n_test = _holdout_sizes(n)
+        sizes["val"] += n_val
+        sizes["test"] += n_test
+        sizes["train"] += n - n_val - n_test
+    return sizes
+
+
+def _min_per_class() -> int:
+    """The fewest samples of a class that put at least one in each of train, val and test."""
+    n = 1
+    while min(split_sizes(np.array([n])).values()) == 0:
+        n += 1
+    return n
+
+
 def _holdout_sizes(n: int) -> tuple[int, int]:
     # Round the held-out total, not each part: 10 samples give 7/2/1, not 6/2/2.
     held = round((VAL_FRACTION + TEST_FRACTION) * n)
@@ -45,3 +64,8 @@ def class_counts(labels: np.ndarray, splits: dict[str, np.ndarray], n_classes: i
         split: np.bincount(labels[idx], minlength=n_classes).astype(int).tolist()
         for split, idx in splits.items()
     }
+
+
+# Derived from the rule above rather than written down, so the two cannot disagree (3 today).
+MIN_PER_CLASS = _min_per_class()
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
