@@ -43,9 +43,10 @@ def test_export_a_digits_run_and_download_the_bundle(trained, page, artifacts: P
         target = tmp_path / "bundle.zip"
         download.value.save_as(target)
     with zipfile.ZipFile(target) as zf:
-        names = {Path(n).name: n for n in zf.namelist()}
+        names = {n.split("/", 1)[1]: n for n in zf.namelist()}  # under <run>-<bundle>/
         assert {"manifest.json", "model.onnx", "labels.json", "preprocess.json", "Dockerfile",
-                "requirements.txt", "serve.py", "runtime.py", "model_card.md"} <= set(names)
+                "requirements.txt", "serve.py", "runtime/__main__.py",
+                "model_card.md"} <= set(names)
         manifest = json.loads(zf.read(names["manifest.json"]))
         for name, entry in manifest["files"].items():  # every file as exported
             assert sha256_bytes(zf.read(names[name])) == entry["sha256"], name

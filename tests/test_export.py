@@ -9,19 +9,23 @@ Two small runs are trained once for the module (digits: 2 epochs; shapes at 16x1
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from conftest import run_json, train_run
+from conftest import ROOT, run_json, train_run, wait_for
 
 from core.data import get_info, load_dataset
 from core.data.transforms import make_preprocess, preprocess_spec
 from core.deploy import runtime
-from core.deploy.bundle import list_bundles, make_zip, verify
+from core.deploy.bundle import RUNTIME_DIR, list_bundles, make_zip, verify
 from core.deploy.export import benchmark_run, export_run
 from core.errors import ExportFailed, InvalidBundle, InvalidConfig
 from core.models.loaded import load_run
@@ -79,8 +83,10 @@ def test_the_bundle_is_complete_hashed_and_zipped(ws: Path, digits: str,
                                                   onnx_fp32: dict) -> None:
     folder = Path(onnx_fp32["path"])
     manifest = verify(folder)
+    shipped = {f"runtime/{p.name}" for p in RUNTIME_DIR.glob("*.py")}  # the runtime, whole
+    assert "runtime/__main__.py" in shipped and "runtime/preprocess.py" in shipped
     expected = {"model.onnx", "labels.json", "preprocess.json", "reference.json",
-                "model_card.md", "Dockerfile", "requirements.txt", "serve.py", "runtime.py"}
+                "model_card.md", "Dockerfile", "requirements.txt", "serve.py"} | shipped
     assert set(manifest["files"]) == expected
     assert json.loads((folder / "labels.json").read_text()) == [str(d) for d in range(10)]
     assert json.loads((folder / "preprocess.json").read_text()) == preprocess_spec(
@@ -92,8 +98,10 @@ def test_the_bundle_is_complete_hashed_and_zipped(ws: Path, digits: str,
     assert "onnxruntime" in pins and "torch" not in pins and "torchvision" not in pins
     assert "FROM python" in (folder / "Dockerfile").read_text()
     with zipfile.ZipFile(onnx_fp32["zip"]) as zf:
-        names = {Path(n).name for n in zf.namelist()}
+        names = {n.split("/", 1)[1] for n in zf.namelist()}
     assert names == expected | {"manifest.json"}
+    for name in shipped:  # byte for byte the project's own runtime
+        assert (folder / name).read_bytes() == (RUNTIME_DIR.parent / name).read_bytes()
     assert [b["bundle"] for b in list_bundles(ws, digits)] == ["onnx-fp32"]
     events = Store(ws).get_events(digits, kind="export")
     assert events[-1].data["manifest_sha256"] == runtime.sha256_file(folder / "manifest.json")
@@ -166,6 +174,9 @@ def test_a_tampered_bundle_is_refused(tmp_path: Path, onnx_fp32: dict) -> None:
         ("manifest.json", lambda p: p.write_text(p.read_text().replace("lab2market", "other"))),
         ("manifest.json", lambda p: p.write_text(p.read_text().replace('"model.onnx"',
                                                                        '"../model.onnx"'))),
+        ("runtime/preprocess.py", lambda p: p.write_text(p.read_text() + "\n# edited\n")),
+        ("manifest.json", lambda p: p.write_text(p.read_text().replace(
+            '"runtime/app.py"', '"runtime/../../app.py"'))),
     ]:
         copy = tmp_path / f"copy-{name}-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(original, copy)
@@ -193,6 +204,37 @@ def test_a_failed_parity_check_publishes_nothing(ws: Path, digits: str, monkeypa
     assert after == before
     assert not [p for p in (ws / "runs" / digits / "export").iterdir()
                 if p.name.startswith(".staging")]
+
+
+def test_a_killed_export_lists_nothing_and_its_leftovers_are_removed(ws: Path,
+                                                                     digits: str) -> None:
+    """SIGKILL mid-export: no half bundle is listed; the next export removes what it left
+    (but not the staging folder of an export still running)."""
+    export = ws / "runs" / digits / "export"
+    before = run_json("bundles", digits, home=ws)["bundles"]
+    proc = subprocess.Popen([sys.executable, "-m", "core", "export", digits, "--format", "onnx",
+                             "--quantize", "int8", "--latency-budget", "5", "--home", str(ws)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        staging = wait_for(lambda: [p for p in export.glob(f".staging-{proc.pid}-*")
+                                    if any(p.iterdir())], timeout=120,
+                           message="the export's staging folder")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert staging[0].is_dir()  # what the killed export left
+    assert run_json("bundles", digits, home=ws)["bundles"] == before
+    live = export / f".staging-{os.getpid()}-live"  # this process is alive: keep its folder
+    live.mkdir()
+    try:
+        manifest = export_run(digits, ws, "torchscript", latency_budget_s=0.2)
+        assert not staging[0].exists() and live.is_dir()
+    finally:
+        live.rmdir()
+    assert not [p.name for p in export.iterdir() if p.name.startswith(".")]
+    assert manifest["bundle"] in [b["bundle"] for b in list_bundles(ws, digits)]
 
 
 def test_bad_choices_are_user_errors(ws: Path, digits: str) -> None:

@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, train_run, wait_for
+from conftest import ROOT, free_port, run_cli, train_run, wait_for
 from PIL import Image
 
 from core.data import load_dataset
@@ -32,6 +33,7 @@ from core.runs.store import Store
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+STALL_S = 3  # the server's body and header deadlines
 
 
 def png(img: Image.Image) -> bytes:
@@ -86,7 +88,8 @@ def server(ws: Path, exported) -> tuple[str, subprocess.Popen]:
     log = ws / "server.log"
     proc = start([sys.executable, "-m", "core", "serve", run_id, "--home", str(ws), "--port",
                   str(port), "--token", TOKEN, "--max-concurrency", "2", "--max-body-mb", "1",
-                  "--timeout", "10"], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+                  "--timeout", "10", "--body-timeout", str(STALL_S), "--header-timeout",
+                  str(STALL_S)], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
@@ -195,6 +198,72 @@ def test_100_concurrent_requests_give_answers_or_429_only(server, ws: Path) -> N
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
 
 
+def stalled(url: str, request: bytes) -> socket.socket:
+    """A raw connection that sends ``request`` (headers, perhaps a bit of body) and stalls."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=STALL_S + 10)
+    sock.sendall(request)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_clients_that_stall_their_bodies_take_no_slot(server) -> None:
+    """4 clients send headers and stall their bodies; with 2 slots, /predict still answers 200,
+    and each stalled client gets 408 once the body deadline passes."""
+    url, _ = server
+    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: image/png\r\nContent-Length: 50000\r\n\r\n").encode()
+    socks = [stalled(url, head + b"\x89PNG" * 10) for _ in range(4)]
+    try:
+        time.sleep(0.5)  # the server has read all four heads by now
+        start_time = time.monotonic()
+        img = png(Image.new("L", (8, 8), 128))
+        for _ in range(3):
+            r = httpx.post(f"{url}/predict", files={"file": ("x.png", img, "image/png")},
+                           headers=AUTH, timeout=STALL_S + 10)
+            assert r.status_code == 200, r.text
+        assert time.monotonic() - start_time < STALL_S  # answered while the 4 still stall
+        answers = [read_until_closed(sock) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+def test_slow_or_missing_headers_are_cut_off(server) -> None:
+    """A connection that never finishes its headers (one header a second), or sends nothing,
+    is closed after the header deadline instead of being held for ever."""
+    url, _ = server
+    silent = stalled(url, b"")
+    trickle = stalled(url, b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    start_time = time.monotonic()
+    try:
+        for i in range(3 * STALL_S):
+            try:
+                trickle.sendall(f"X-Slow-{i}: 1\r\n".encode())
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(1)
+        assert read_until_closed(trickle) == b""  # closed without an answer
+        assert time.monotonic() - start_time < STALL_S + 3
+        assert read_until_closed(silent) == b""
+        assert time.monotonic() - start_time < STALL_S + 3
+    finally:
+        silent.close()
+        trickle.close()
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
 def test_the_request_log_records_each_request(server, ws: Path, exported) -> None:
     url, _ = server
     run_id, _ = exported
@@ -228,8 +297,7 @@ def test_a_tampered_bundle_is_refused_at_start(ws: Path, exported, tmp_path: Pat
 
 def test_a_bundle_not_recorded_by_the_workspace_is_refused(ws: Path, exported) -> None:
     """A bundle folder swapped in a run's export folder, with a self-consistent manifest."""
-    from core.deploy.bundle import write_manifest
-    from core.deploy.runtime import read_manifest
+    from core.deploy.runtime.manifest import read_manifest, write_manifest
     from core.deploy.serve import load_model
 
     run_id, manifest = exported
@@ -245,17 +313,66 @@ def test_a_bundle_not_recorded_by_the_workspace_is_refused(ws: Path, exported) -
         shutil.rmtree(folder)
 
 
+def test_ids_that_leave_the_workspace_are_refused_before_any_path(ws: Path, exported,
+                                                                  tmp_path: Path) -> None:
+    """``serve`` / ``bundles`` with ``../../OTHER/runs/ID``: one line, exit 2, nothing written
+    in the other workspace (whose run holds a real bundle)."""
+    run_id, _ = exported
+    other = tmp_path / "OTHER" / "runs" / run_id
+    shutil.copytree(ws / "runs" / run_id / "export", other / "export")
+    escape = os.path.relpath(other, ROOT)  # relative to where the CLI runs
+    assert escape.startswith("..") and (ROOT / escape / "export" / "onnx-fp32").is_dir()
+    cases = [(["serve", escape], "Invalid run name"), (["bundles", escape], "Invalid run name"),
+             (["serve", run_id, "--bundle", "../onnx-fp32"], "Invalid bundle name"),
+             (["bundles", "20990101-000000-abcdef"], "No run 20990101-000000-abcdef"),
+             (["serve", run_id, "--max-concurrency", "0"], "--max-concurrency")]
+    for argv, message in cases:
+        out = run_cli(*argv, "--port", str(free_port()), home=ws, check=False, timeout=60) \
+            if argv[0] == "serve" else run_cli(*argv, home=ws, check=False, timeout=60)
+        assert out.returncode == 2, (argv, out.stderr)
+        assert out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
+    assert sorted(p.name for p in other.iterdir()) == ["export"]  # no serve/ log written there
+
+
+def test_a_bundle_folder_from_elsewhere_logs_inside_the_workspace(ws: Path, exported,
+                                                                  tmp_path: Path) -> None:
+    """An explicit bundle folder may be served: it is verified, and its request log goes to
+    ``<home>/serve/<digest>/``, never into that folder."""
+    _, manifest = exported
+    folder = tmp_path / "OTHER" / "onnx-fp32"
+    shutil.copytree(manifest["path"], folder)
+    port = free_port()
+    log = tmp_path / "outside.log"
+    proc = start([sys.executable, "-m", "core", "serve", str(folder), "--home", str(ws),
+                  "--port", str(port)], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        img = png(load_dataset("digits", ws).raw("test", 1))
+        assert httpx.post(f"{url}/predict", files={"file": ("x.png", img, "image/png")},
+                          ).status_code == 200
+    finally:
+        stop(proc)
+    logs = list((ws / "serve").glob("*/requests.jsonl"))
+    assert len(logs) == 1 and read_log(logs[0])[-1]["status"] == 200
+    assert not list(folder.parent.rglob("requests.jsonl"))
+
+
 def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
                                                           tmp_path: Path) -> None:
-    """The bundle's serve.py, outside the repository and without torch (as in its Docker)."""
+    """The bundle's runtime (``python -m runtime``; ``serve.py`` launches the same), outside the
+    repository and without torch, as in its Docker image."""
     _, manifest = exported
     copy = tmp_path / "elsewhere"
     shutil.copytree(manifest["path"], copy)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     log = tmp_path / "standalone.log"
-    proc = start([sys.executable, "-s", "serve.py", "--port", str(port), "--max-concurrency",
-                  "2"], copy, env, log)
+    launcher = subprocess.run([sys.executable, "-s", "serve.py", "--help"], cwd=copy, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert launcher.returncode == 0 and "--header-timeout" in launcher.stdout
+    proc = start([sys.executable, "-s", "-m", "runtime", "--port", str(port),
+                  "--max-concurrency", "2"], copy, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
@@ -286,30 +403,7 @@ def test_serve_as_a_background_task_starts_and_stops(ws: Path, exported) -> None
     finally:
         cancel_task(store, task.id)
     task = store.get_task(task.id)
-    assert task.status == "interrupted"
+    assert task.status == "cancelled"  # one model of background work: a cancel says so
     wait_for(lambda: not is_alive(task.pid, task.pid_start), timeout=10)
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=2)
-
-
-def test_tabular_bundle_takes_json_features(tmp_path_factory) -> None:
-    """An MLP on iris: JSON features in, top-k out (in-process app, FastAPI's test client)."""
-    from fastapi.testclient import TestClient
-
-    from core.deploy.runtime import Settings
-    from core.deploy.serve import build_app, load_model
-
-    home = tmp_path_factory.mktemp("serve_iris")
-    run_id = train_run(home, data={"dataset": "iris"}, model={"name": "mlp"},
-                       train={"epochs": 5})
-    export_run(run_id, home, "onnx", latency_budget_s=0.2)
-    model, _ = load_model(run_id, home)
-    client = TestClient(build_app(model, Settings(log_path=tmp_path_factory.mktemp("l") / "r")))
-    row = load_dataset("iris", home).raw("test", 0).tolist()
-    r = client.post("/predict", json={"features": row})
-    assert r.status_code == 200 and r.json()["predictions"][0]["class"] in model.classes
-    want = load_run(run_id, home).predict_raw([np.asarray(row, np.float32)])[0]
-    assert r.json()["predictions"][0]["index"] == int(want.argmax())
-    assert client.post("/predict", json={"features": [1, 2]}).status_code == 422
-    assert client.post("/predict", content=b"{", headers={
-        "Content-Type": "application/json"}).status_code == 422

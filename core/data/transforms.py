@@ -1,6 +1,8 @@
 """Tensors from samples: THE preprocessing shared by training, evaluation, prediction,
 explanation and export, plus the training-only augmentations.
 
+The arithmetic is the serving runtime's (``core.deploy.runtime.preprocess``, numpy), driven by
+the same spec a bundle ships as ``preprocess.json``; this module wraps its arrays in tensors.
 Image pipeline: convert to the dataset's channels (alpha composited on white) -> resize to a
 square with PIL bilinear -> float CxHxW in [0, 1] -> normalise with the dataset's mean/std.
 Tabular: float32 row standardised with the dataset's mean/std. A std of 0 counts as 1.
@@ -11,7 +13,7 @@ from torch's global RNG only, so ``torch.manual_seed`` makes them reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,15 @@ from torchvision.transforms import v2
 from core.config import AUGMENTATIONS
 from core.data.images import open_image, resize_square, to_channels
 from core.data.info import DatasetInfo
+from core.deploy.runtime.errors import InputError
+from core.deploy.runtime.preprocess import (
+    feature_row,
+    image_array,
+    image_spec,
+    normalize_pixels,
+    standardize,
+    tabular_spec,
+)
 from core.errors import InvalidConfig, InvalidImage, InvalidTable, UserError
 
 ROTATE_DEGREES = 15.0
@@ -33,12 +44,11 @@ class Preprocess:
     """Sample (PIL image, array, path, bytes; or a feature row / dict) -> normalised tensor."""
 
     def __init__(self, info: DatasetInfo, image_size: int | None = None):
+        self.spec = preprocess_spec(info, image_size)
         self.modality = info.modality
         self.channels = info.channels
         self.size = _size(info, image_size)
         self.feature_names = list(info.feature_names)
-        self.mean = torch.tensor(info.mean, dtype=torch.float32)
-        self.std = torch.tensor(_safe_std(info.std), dtype=torch.float32)
 
     def __call__(self, sample: Any) -> torch.Tensor:
         if self.modality == "tabular":
@@ -47,19 +57,15 @@ class Preprocess:
 
     def converted(self, img: Image.Image) -> torch.Tensor:
         """An image already in the dataset's mode: resize, scale, normalise."""
-        arr = np.asarray(resize_square(img, self.size), dtype=np.uint8)
-        return self.pixels(torch.from_numpy(arr.copy())[None])[0]
+        return torch.from_numpy(image_array(img, self.spec))
 
-    def pixels(self, batch: torch.Tensor) -> torch.Tensor:
+    def pixels(self, batch: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 (N,H,W) or (N,H,W,C) at the target size -> normalised float (N,C,H,W)."""
-        if batch.ndim == 3:
-            batch = batch.unsqueeze(-1)
-        x = batch.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-        return x.sub_(self.mean.view(1, -1, 1, 1)).div_(self.std.view(1, -1, 1, 1))
+        return torch.from_numpy(normalize_pixels(batch, self.spec["mean"], self.spec["std"]))
 
     def rows(self, x: np.ndarray) -> torch.Tensor:
         """float32 rows (N,F) -> standardised tensor (N,F)."""
-        return (torch.from_numpy(np.array(x, dtype=np.float32)) - self.mean) / self.std
+        return torch.from_numpy(standardize(x, self.spec["mean"], self.spec["std"]))
 
 
 class TrainTransform:
@@ -121,28 +127,8 @@ def make_train_transform(
 def preprocess_spec(info: DatasetInfo, image_size: int | None = None) -> dict[str, Any]:
     """How ``make_preprocess`` turns an input into a tensor, for export bundles (JSON)."""
     if info.modality == "tabular":
-        return {
-            "modality": "tabular",
-            "feature_names": list(info.feature_names),
-            "dtype": "float32",
-            "mean": list(info.mean),
-            "std": _safe_std(info.std),
-            "formula": "(x - mean) / std",
-        }
-    size = _size(info, image_size)
-    return {
-        "modality": "image",
-        "channels": info.channels,
-        "mode": "L" if info.channels == 1 else "RGB",
-        "alpha": "composited on white",
-        "size": [size, size],
-        "resize": "PIL bilinear (antialiased), to a square, aspect ratio not kept",
-        "layout": "CHW",
-        "scale": "pixel / 255",
-        "mean": list(info.mean),
-        "std": _safe_std(info.std),
-        "formula": "(pixel / 255 - mean) / std",
-    }
+        return tabular_spec(info.feature_names, info.mean, info.std)
+    return image_spec(info.channels, _size(info, image_size), info.mean, info.std)
 
 
 def preview_augmentations(
@@ -191,20 +177,10 @@ def as_image(sample: Any) -> Image.Image:
 
 def as_row(sample: Any, feature_names: list[str]) -> np.ndarray:
     """A float32 feature row from a sequence, an array, a tensor or a {feature: value} dict."""
-    if isinstance(sample, Mapping):
-        missing = [f for f in feature_names if f not in sample]
-        if missing:
-            raise InvalidTable(f"Missing features: {', '.join(missing)}.")
-        sample = [sample[f] for f in feature_names]
     try:
-        row = np.asarray(sample, dtype=np.float32).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise InvalidTable(f"A row must hold {len(feature_names)} numbers ({exc}).") from None
-    if len(row) != len(feature_names):
-        raise InvalidTable(
-            f"Expected {len(feature_names)} features ({', '.join(feature_names)}), got {len(row)}."
-        )
-    return row
+        return feature_row(sample, feature_names)
+    except InputError as exc:
+        raise InvalidTable(str(exc)) from None
 
 
 def _size(info: DatasetInfo, image_size: int | None) -> int:
@@ -212,8 +188,3 @@ def _size(info: DatasetInfo, image_size: int | None) -> int:
     if info.modality == "image" and size < 1:
         raise InvalidConfig(f"image_size must be >= 1 for {info.name}, got {size}")
     return size
-
-
-def _safe_std(std: Sequence[float]) -> list[float]:
-    # A constant feature (or a flat channel) has std 0: dividing by it would give inf/nan.
-    return [float(s) if s > 1e-12 else 1.0 for s in std]

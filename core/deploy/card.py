@@ -1,4 +1,5 @@
-"""The human-readable parts of a bundle: the model card, the Dockerfile and its requirements."""
+"""The human-readable parts of a bundle: the model card, the Dockerfile and its requirements,
+and ``serve.py``, the launcher of the bundle's ``runtime/`` package."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ DOCKERFILE = """\
 #   docker run --rm -p 127.0.0.1:8000:8000 -e LAB2MARKET_TOKEN=change-me {tag}
 # Inside the container the server listens on 0.0.0.0 so the published port reaches it; publish
 # it on 127.0.0.1 (as above) unless it must be reachable from other machines, and set a token.
-# serve.py verifies every file against manifest.json at start and refuses a modified bundle:
+# The runtime verifies every file against manifest.json at start and refuses a modified bundle:
 # customise in a Dockerfile of your own (FROM {tag}), not by editing these files.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -26,9 +27,21 @@ USER app
 EXPOSE 8000
 HEALTHCHECK CMD python -c "import urllib.request as u; \\
     u.urlopen('http://127.0.0.1:8000/health', timeout=3)"
-CMD ["python", "serve.py", "--bundle", "/bundle", "--host", "0.0.0.0", "--port", "8000", \\
+CMD ["python", "-m", "runtime", "--bundle", "/bundle", "--host", "0.0.0.0", "--port", "8000", \\
      "--log", "/logs/requests.jsonl"]
 """
+
+SERVE_LAUNCHER = '''"""Serve this bundle: ``python serve.py`` (the same as ``python -m runtime``).
+
+The server is the ``runtime`` package beside this file; it checks every file of the bundle
+against manifest.json before it serves anything.
+"""
+
+from runtime.__main__ import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+'''
 
 
 def requirements() -> str:
@@ -71,6 +84,8 @@ def model_card(m: dict[str, Any]) -> str:
         "## Serve", "",
         "```", "docker build -t lab2market-model . && "
         "docker run --rm -p 127.0.0.1:8000:8000 lab2market-model",
+        "# or, without Docker, from this folder:",
+        "pip install -r requirements.txt && python -m runtime --port 8000",
         "curl -F file=@image.png http://127.0.0.1:8000/predict" if spec["modality"] == "image"
         else "curl -H 'Content-Type: application/json' -d '{\"features\": [...]}' "
              "http://127.0.0.1:8000/predict", "```", "",

@@ -36,6 +36,7 @@ from core.deploy.convert import (
     torch_logits,
 )
 from core.deploy.latency import Variant, add_accuracy, add_ratios, build_variants, measure
+from core.deploy.runtime.manifest import MANIFEST, sha256_file, write_manifest
 from core.errors import InvalidConfig
 from core.models.loaded import LoadedRun, load_run
 from core.progress import ProgressFn
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 CALIBRATION_SAMPLES = 200
 MAX_EVAL_SAMPLES = 2000
 MAX_EVAL_BYTES = 256 * 1024**2
-DEPLOY_DIR = Path(__file__).resolve().parent
 
 
 def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
@@ -61,6 +61,7 @@ def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
     loaded = load_run(run_id, home)
     data = EvalData.of(loaded, calibration if quantize else 0)
     name = bundles.bundle_name(fmt, quantize)
+    bundles.clean_leftovers(home, run_id)
     staging = bundles.staging_dir(home, run_id)
     try:
         step(f"exporting {name}")
@@ -74,11 +75,13 @@ def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
         manifest["latency"] = rows
         step("writing the bundle")
         manifest = _write_bundle(loaded, data, staging, name, manifest, served)
-        target = bundles.publish(staging, bundles.export_dir(home, run_id) / name)
+        target = bundles.export_dir(home, run_id) / name
+        # Recorded first: a bundle in place is always one the workspace knows it exported.
+        _record(home, run_id, name, staging, target)
+        bundles.publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _record(home, run_id, name, target)
     step("done")
     return {**manifest, "path": str(target), "zip": str(bundles.zip_path(target))}
 
@@ -260,21 +263,18 @@ def _write_bundle(loaded: LoadedRun, data: EvalData, staging: Path, name: str,
         "confidence": [round(float(c), 5) for c in probs.max(1)],
         "predicted_counts": np.bincount(probs.argmax(1), minlength=len(loaded.classes)).tolist()})
     if manifest["format"] == "onnx":
-        shutil.copyfile(DEPLOY_DIR / "webapp.py", staging / "serve.py")
-        shutil.copyfile(DEPLOY_DIR / "runtime.py", staging / "runtime.py")
+        bundles.add_server(staging)
         (staging / "Dockerfile").write_text(dockerfile(f"lab2market-{loaded.run_id}-{name}"))
         (staging / "requirements.txt").write_text(requirements())
     (staging / "model_card.md").write_text(model_card(manifest))
-    return bundles.write_manifest(staging, manifest)
+    return write_manifest(staging, manifest)
 
 
-def _record(home: Path, run_id: str, name: str, target: Path) -> None:
-    from core.deploy.runtime import MANIFEST, sha256_file
-
+def _record(home: Path, run_id: str, name: str, staging: Path, target: Path) -> None:
     store = Store(home)
     store.add_artifact(run_id, f"export:{name}", str(target))
     store.add_event(run_id, "export", f"Exported {name}", data={
-        "bundle": name, "manifest_sha256": sha256_file(target / MANIFEST)})
+        "bundle": name, "manifest_sha256": sha256_file(staging / MANIFEST)})
 
 
 def _check_choice(fmt: str, quantize: str | None) -> None:

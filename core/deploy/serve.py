@@ -1,15 +1,17 @@
 """The REST inference server, inside the project: ``python -m core serve RUN|BUNDLE``.
 
-The app itself is ``core.deploy.webapp`` (the same file every ONNX bundle carries as
-``serve.py``). Here it gets what the project adds: bundles found by run id, the project's own
-record of each export checked (a bundle whose manifest is not the one this workspace wrote is
-refused, as is any file that differs from its manifest), the project's image opener
-(``core.data.open_image``: allow-list and pixel cap), and a request log under the run folder
-that the Deploy page reads. Never imports torch; FastAPI and onnxruntime load on first use.
+The app, its decoding and its preprocessing are the serving runtime's (``core.deploy.runtime``),
+the very code every ONNX bundle carries, so the path the project tests is the one it ships.
+Here it gets what the project adds: bundles found by run id (the id checked before any path is
+built), the project's own record of each export checked (a bundle whose manifest is not the one
+this workspace wrote is refused, as is any file that differs from its manifest), a request log
+inside the workspace that the Deploy page reads, and a state file. Never imports torch; FastAPI
+and onnxruntime load on first use.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -18,18 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
-
 from core.deploy.bundle import resolve_bundle, run_of_bundle, serve_dir, verify
-from core.deploy.runtime import (
-    MANIFEST,
-    BundleError,
-    BundleModel,
-    InputError,
-    Settings,
-    sha256_file,
-)
-from core.errors import InvalidBundle, InvalidConfig, UserError
+from core.deploy.runtime.errors import BundleError, SettingsError
+from core.deploy.runtime.manifest import MANIFEST, sha256_file
+from core.deploy.runtime.model import BundleModel
+from core.deploy.runtime.settings import Settings, settings_from_args
+from core.errors import InvalidBundle, InvalidConfig
 from core.runs.store import Store
 from core.workspace import resolve_home
 
@@ -38,6 +34,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "server.json"
 LOG_FILE = "requests.jsonl"
 TOKEN_FILE = "token"
+OUTSIDE_LOGS = "serve"  # <home>/serve/<manifest digest>/: logs of bundles from other folders
 
 
 def load_model(target: str, home: str | Path | None = None, name: str | None = None,
@@ -66,26 +63,29 @@ def check_recorded(home: Path, run_id: str, folder: Path) -> None:
                             "refused. Export it again.")
 
 
-def decode_image(data: bytes, max_pixels: int, mode: str) -> Image.Image:
-    """Upload bytes -> an image in ``mode``, through the project's safe opener."""
-    from core.data.images import open_image, to_channels
-
-    try:
-        return to_channels(open_image(data, max_pixels=max_pixels), 1 if mode == "L" else 3)
-    except UserError as exc:
-        raise InputError(str(exc)) from None
-
-
 def log_path(home: str | Path | None, run_id: str | None, model: BundleModel) -> Path:
+    """Where the request log goes by default: always inside the workspace (the run's serve
+    folder; for a bundle folder from elsewhere, ``serve/<manifest digest>/``)."""
+    home = resolve_home(home)
     if run_id:
-        return serve_dir(resolve_home(home), run_id) / LOG_FILE
-    return model.folder / LOG_FILE
+        return serve_dir(home, run_id) / LOG_FILE
+    return home / OUTSIDE_LOGS / model.manifest_sha256[:12] / LOG_FILE
+
+
+def make_settings(args: argparse.Namespace, home: str | Path | None, run_id: str | None,
+                  model: BundleModel) -> Settings:
+    """The server's settings from its flags (``--log`` wins over the default log path)."""
+    path = Path(args.log) if args.log else log_path(home, run_id, model)
+    try:
+        return settings_from_args(args, path)
+    except SettingsError as exc:
+        raise InvalidConfig(str(exc)) from None
 
 
 def build_app(model: BundleModel, settings: Settings, on_startup: Callable | None = None):
-    from core.deploy.webapp import create_app
+    from core.deploy.runtime.app import create_app
 
-    return create_app(model, settings, decode=decode_image, on_startup=on_startup)
+    return create_app(model, settings, on_startup=on_startup)
 
 
 def check_port(host: str, port: int) -> None:
@@ -103,7 +103,7 @@ def check_port(host: str, port: int) -> None:
 def serve(model: BundleModel, settings: Settings, host: str = "127.0.0.1", port: int = 8000,
           state_dir: Path | None = None, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until interrupted. ``state_dir`` gets ``server.json`` (URL, pid, bundle) while up."""
-    from core.deploy.webapp import run
+    from core.deploy.runtime.server import run
 
     check_port(host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -123,7 +123,7 @@ def serve(model: BundleModel, settings: Settings, host: str = "127.0.0.1", port:
             on_ready(url)
 
     try:
-        run(build_app(model, settings, on_startup=ready), host, port)
+        run(build_app(model, settings, on_startup=ready), host, port, settings)
     except SystemExit as exc:  # uvicorn exits when it cannot start
         raise InvalidConfig(f"The server could not start on {host}:{port} (exit {exc.code}).") \
             from None
