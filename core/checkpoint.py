@@ -1,4 +1,5 @@
-"""Checkpoints: plain state dicts plus primitives, written atomically, loaded with weights_only.
+"""Checkpoints: plain state dicts plus primitives, written atomically with a checksum, loaded with
+``weights_only``.
 
 A checkpoint written by a run looks like::
 
@@ -6,62 +7,358 @@ A checkpoint written by a run looks like::
      "scaler": ..., "epoch": int, "step": int, "batch_in_epoch": int, "best": float | None,
      "callbacks": {...}, "rng": {"torch": ByteTensor, "cuda": [ByteTensor]},
      "config": RunConfig.to_dict(), "classes": [str], "dataset": str}
+
+Beside each one lies ``<name>.sha256`` (``sha256sum`` format), written in two phases so that a
+kill at any moment leaves a pair that verifies: first the new digest *and* the old ones, then the
+file is replaced, then the new digest alone. Loading verifies it before anything is unpickled.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import pickle
+import pickletools
+import shutil
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from core.errors import UnsafeCheckpoint, WeightsNotFound
+from core.errors import CheckpointDamaged, UnsafeCheckpoint, WeightsNotFound
 from core.workspace import resolve_home, run_dir
+
+log = logging.getLogger(__name__)
 
 FORMAT = "lab2market/1"
 _PREFIXES = ("module.", "_orig_mod.")
+_CHUNK = 1 << 20
+# Opcodes that build arbitrary Python objects: a pickle holding them is refused as unsafe.
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX"}
+PAUSE_ENV = "LAB2MARKET_PAUSE_AT"  # test hook: see ``_pause_point``
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, replace."""
-    import torch
+# -- writing -------------------------------------------------------------------------------------
 
+
+def save_checkpoint(state: dict[str, Any], path: Path, copies: tuple[Path, ...] = ()) -> str:
+    """Write ``state`` to ``path`` (and to each of ``copies``, e.g. ``best.pt``) atomically,
+    each with its checksum; returns the sha256.
+
+    Every file is written to a temp file first; the copies are put in place before ``path``, so
+    a kill in between leaves an older ``last.pt`` whose resume redoes the same epoch (and
+    rewrites the same ``best.pt``). A full disk raises the ``OSError`` itself (torch wraps it in
+    a RuntimeError), and leaves every previous file and checksum as they were.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    temps: list[Path] = []
+    try:
+        temps.append(_write_temp(state, path))
+        digest = sha256_file(temps[0])
+        for copy in copies:
+            temps.append(_copy_temp(temps[0], Path(copy)))
+            if sha256_file(temps[-1]) != digest:
+                raise OSError(f"the copy of {path.name} to {Path(copy).name} differs")
+            _pause_point(f"copy:{Path(copy).name}")
+        for tmp, target in zip(temps[1:], copies, strict=True):
+            _install(tmp, Path(target), digest)
+        _install(temps[0], path, digest)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    _pause_point(f"saved:{path.name}")
+    return digest
+
+
+def _write_temp(state: dict[str, Any], path: Path) -> Path:
+    import torch
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+            try:
+                torch.save(state, fh)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):  # e.g. ENOSPC inside the zip writer
+                    raise exc.__context__ from None
+                raise
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _copy_temp(src: Path, dst: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _install(tmp: Path, path: Path, digest: str) -> None:
+    """Replace ``path`` by ``tmp``; the checksum file accepts both while the swap happens."""
+    try:
+        previous = read_checksums(path) or []
+    except CheckpointDamaged:
+        previous = []
+    _write_checksums(path, [digest, *[d for d in previous if d != digest][:2]])
+    os.replace(tmp, path)
+    _write_checksums(path, [digest])
+
+
+def _write_checksums(path: Path, digests: list[str]) -> None:
+    target = checksum_path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(f"{d}  {path.name}\n" for d in digests)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the folder decides who reads it
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint or state dict without ever unpickling arbitrary objects."""
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Remove the temp files a killed writer left in ``folder`` (``.last.pt.*.tmp``, ...).
+
+    Call it only when no other process writes there (a run's job, when it starts or resumes).
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp") if Path(folder).is_dir() else ():
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    if removed:
+        log.info("Removed %d leftover temp file(s) in %s", len(removed), folder)
+    return removed
+
+
+_pause_hits: dict[str, int] = {}
+
+
+def _pause_point(name: str) -> None:
+    """Test hook for fault injection: with ``LAB2MARKET_PAUSE_AT=name`` (or ``name#k``, the k-th
+    time it is reached) the process touches the file named by ``LAB2MARKET_PAUSE_MARKER`` and
+    sleeps here, so a test can kill it at exactly this moment. Unset (always, outside tests)
+    it costs one environment lookup."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or wanted.split("#")[0] != name:
+        return
+    _pause_hits[name] = _pause_hits.get(name, 0) + 1
+    nth = int(wanted.split("#")[1]) if "#" in wanted else 1
+    if _pause_hits[name] != nth:
+        return
+    marker = os.environ.get("LAB2MARKET_PAUSE_MARKER")
+    if marker:
+        Path(marker).touch()
+    time.sleep(float(os.environ.get("LAB2MARKET_PAUSE_S", "600")))
+
+
+# -- checksums -----------------------------------------------------------------------------------
+
+
+def checksum_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".sha256")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checksums(path: Path) -> list[str] | None:
+    """The digests ``path`` may have (usually one), or None if it has no checksum file."""
+    target = checksum_path(path)
+    try:
+        text = target.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"its checksum file {target.name} is unreadable ({exc})") from None
+    digests = [line.split()[0].lower() for line in text.splitlines() if line.strip()]
+    if not digests or not all(len(d) == 64 and set(d) <= set("0123456789abcdef")
+                              for d in digests):
+        raise damaged(path, f"its checksum file {target.name} is malformed (delete that file "
+                            "to load the checkpoint unchecked)")
+    return digests
+
+
+def verify_checksum(path: Path, expect_checksum: bool = False) -> None:
+    """Raise ``CheckpointDamaged`` when ``path`` differs from what was written.
+
+    A file without a checksum (written before checksums existed, or not by a run) is accepted;
+    with ``expect_checksum`` that is logged as a warning.
+    """
+    digests = read_checksums(path)
+    if digests is None:
+        if expect_checksum:
+            log.warning("Checkpoint %s has no checksum file (written by an older version); "
+                        "loading it unchecked", describe_path(path))
+        return
+    if sha256_file(path) not in digests:
+        raise damaged(path, f"its contents changed after it was written (sha256 does not match "
+                            f"{checksum_path(path).name})")
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: Path, expect_checksum: bool = False) -> dict[str, Any]:
+    """Load a checkpoint or state dict without ever unpickling arbitrary objects.
+
+    Every failure is one line: ``WeightsNotFound`` (no file), ``UnsafeCheckpoint`` (Python
+    objects that could run code) or ``CheckpointDamaged`` (anything else, checksum included).
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFound(f"Weights file not found: {path}")
+    verify_checksum(path, expect_checksum)
+    if path.stat().st_size == 0:
+        raise damaged(path, "the file is empty")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpoint(
-            f"Refused to load {path.name}: it contains Python objects other than tensors and "
-            f"primitives, which could run code. Re-save it as a plain state dict. ({exc})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise WeightsNotFound(f"Could not read {path.name} as a PyTorch file: {exc}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+            IndexError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise _load_error(path, exc) from None
     if not isinstance(state, dict):
-        kind = type(state).__name__
-        raise WeightsNotFound(f"{path.name} does not hold a state dict (got {kind}).")
+        raise damaged(path, f"it holds a {type(state).__name__}, not a state dict")
     return state
+
+
+def _load_error(path: Path, exc: BaseException) -> Exception:
+    """Tell a pickle that would run code (refused) from bytes that are merely damaged."""
+    text = f"{exc} {exc.__context__ or ''}"
+    if isinstance(exc, pickle.UnpicklingError) and "GLOBAL" in text:
+        return _unsafe(path, _last_line(str(exc.__context__ or exc)))
+    if _starts_like_zip(path):
+        return damaged(path, f"it is truncated or not a valid PyTorch archive "
+                             f"({_last_line(str(exc))[:120]})")
+    found = _pickle_opcodes(path)
+    if found is None:
+        kind = "a text file" if _looks_like_text(path) else "unreadable bytes"
+        return damaged(path, f"it is not a PyTorch checkpoint ({kind})")
+    if found & _CODE_OPCODES:
+        return _unsafe(path, f"opcodes {', '.join(sorted(found & _CODE_OPCODES))}")
+    return damaged(path, f"it is not a PyTorch checkpoint ({_last_line(str(exc))[:120]})")
+
+
+def _starts_like_zip(path: Path) -> bool:
+    """A zip's local header magic: a truncated archive has it but no central directory."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04" or zipfile.is_zipfile(fh)
+
+
+def _pickle_opcodes(path: Path, limit: int = 1_000_000) -> set[str] | None:
+    """The opcodes of the first pickle in ``path`` (read, never executed), None if not one."""
+    found: set[str] = set()
+    try:
+        with open(path, "rb") as fh:
+            stream = io.BytesIO(fh.read(64 * _CHUNK))
+        for n, (op, _, _) in enumerate(pickletools.genops(stream)):
+            found.add(op.name)
+            if n >= limit:
+                break
+    except Exception:  # noqa: BLE001 - any parse error means "not a pickle"
+        return None
+    return found
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c >= 32 or c in (9, 10, 13) for c in head)
+
+
+def _unsafe(path: Path, detail: str) -> UnsafeCheckpoint:
+    return UnsafeCheckpoint(
+        f"Refused to load {path.name}: it contains Python objects other than tensors and "
+        f"primitives, which could run code ({detail}). Re-save it as a plain state dict.")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def damaged(path: Path, reason: str) -> CheckpointDamaged:
+    """The one-line error for a checkpoint that cannot be used, with what to do about it."""
+    path = Path(path)
+    if _in_run(path) and path.name == "best.pt":
+        hint = "delete it (and best.pt.sha256) to fall back to last.pt, or retrain the run"
+    elif _in_run(path) and path.name == "last.pt":
+        hint = ("delete it (and last.pt.sha256) and resume to restart from epoch 1, or "
+                "retrain the run")
+    else:
+        hint = "re-save or re-download it"
+    return CheckpointDamaged(f"checkpoint {describe_path(path)} is damaged: {reason}; {hint}")
+
+
+def describe_path(path: Path) -> str:
+    """``runs/<id>/checkpoints/<name>`` for a run's checkpoint, else the path as given."""
+    path = Path(path)
+    if _in_run(path):
+        return "/".join(path.parts[-4:])
+    return str(path)
+
+
+def _in_run(path: Path) -> bool:
+    parts = path.parts
+    return len(parts) >= 4 and parts[-2] == "checkpoints" and parts[-4] == "runs"
+
+
+def load_model_state(model: Any, state: dict[str, Any], path: Path) -> None:
+    """``model.load_state_dict(state)`` (strict), or one line saying what does not fit."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} ({_shape(state[k])} vs {_shape(v)} in the model)"
+                  for k, v in expected.items() if k in state and _shape(state[k]) != _shape(v)]
+    problems = [f"{label} {_few(items)}" for label, items in
+                (("missing keys", missing), ("unexpected keys", unexpected),
+                 ("wrong shapes for", mismatched)) if items]
+    if problems:
+        raise damaged(path, f"it does not fit the model ({'; '.join(problems)})")
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise damaged(path, f"it does not fit the model ({_last_line(str(exc))[:160]})") from None
+
+
+def _shape(value: Any) -> list[int] | str:
+    shape = getattr(value, "shape", None)
+    return list(shape) if shape is not None else type(value).__name__
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+# -- state dicts and run paths -------------------------------------------------------------------
 
 
 def clean_state_dict(state: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +378,7 @@ def clean_state_dict(state: dict[str, Any]) -> dict[str, Any]:
 
 def model_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """The model weights of a run checkpoint, or the dict itself if it is a bare state dict."""
-    if checkpoint.get("format") == FORMAT:
+    if checkpoint.get("format") == FORMAT and isinstance(checkpoint.get("model"), dict):
         return clean_state_dict(checkpoint["model"])
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(checkpoint.get(key), dict):

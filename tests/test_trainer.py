@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 from pathlib import Path
@@ -99,7 +100,10 @@ def test_checkpoint_write_is_atomic(tmp_path):
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint({"w": torch.ones(2), "epoch": 3}, path)
     assert load_checkpoint(path)["epoch"] == 3
-    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left
+    # No temp file left; the checksum beside it, in sha256sum's format.
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt", "last.pt.sha256"]
+    digest, name = (path.parent / "last.pt.sha256").read_text().split()
+    assert name == "last.pt" and digest == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # -- options, in process ---------------------------------------------------------------------

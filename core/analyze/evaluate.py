@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.checkpoint import checkpoint_signature
-from core.errors import InvalidConfig, InvalidImage, InvalidRunState
+from core.errors import CheckpointDamaged, InvalidConfig, InvalidImage, InvalidRunState
 from core.workspace import resolve_home, run_dir
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,7 @@ def predict_split(loaded: Any, dataset: Any, split: str, batch_size: int = BATCH
         logger.warning("Skipped %d unreadable samples of %s/%s", len(skipped),
                        dataset.info.name, split)
     z = np.concatenate(logits)
+    check_finite(z, loaded.checkpoint, split)
     from core.analyze.metrics import softmax
 
     index = np.asarray(kept, dtype=np.int64)
@@ -231,6 +232,20 @@ def predict_split(loaded: Any, dataset: Any, split: str, batch_size: int = BATCH
         logits=z, probs=softmax(z), signature=signature,
         skipped=np.asarray(skipped, dtype=np.int64), checkpoint=loaded.checkpoint.name,
         seconds=time.perf_counter() - started, created_at=time.time())
+
+
+def check_finite(outputs: np.ndarray, checkpoint: Path, split: str) -> None:
+    """Refuse NaN or infinite model outputs with one line (scikit-learn would raise a
+    ValueError deep inside a metric): the weights are damaged or training diverged."""
+    bad = int((~np.isfinite(outputs)).any(axis=1).sum()) if outputs.ndim == 2 else \
+        int((~np.isfinite(outputs)).sum())
+    if bad:
+        from core.checkpoint import describe_path
+
+        raise CheckpointDamaged(
+            f"checkpoint {describe_path(checkpoint)} gives non-finite outputs (NaN or inf) "
+            f"for {bad} of {len(outputs)} {split} samples: its weights are damaged or training "
+            "diverged; retrain the run (e.g. with a lower learning rate)")
 
 
 def iter_batches(dataset: Any, split: str, preprocess: Any, batch_size: int
@@ -280,6 +295,9 @@ def summarize(preds: Predictions, calibration: Predictions | None = None) -> dic
     fitted on ``calibration`` (the val predictions) when given."""
     from core.analyze.metrics import report, temperature_scaling
 
+    # A file stored before outputs were checked may hold NaN; say so instead of crashing.
+    check_finite(preds.probs, Path("runs", preds.run_id, "checkpoints",
+                                   preds.checkpoint or "best.pt"), preds.split)
     out = {"run_id": preds.run_id, "split": preds.split, "dataset": preds.dataset,
            "checkpoint": preds.checkpoint, "skipped": int(len(preds.skipped)),
            **report(preds.y_true, preds.probs, preds.classes)}

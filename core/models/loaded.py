@@ -16,9 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.checkpoint import file_signature, load_checkpoint, model_state, run_checkpoint
+from core.checkpoint import (
+    file_signature,
+    load_checkpoint,
+    load_model_state,
+    model_state,
+    run_checkpoint,
+)
 from core.config import RunConfig
-from core.data import DatasetInfo, get_info
+from core.data import DatasetInfo, check_fingerprint, get_info
 from core.errors import InvalidRunState
 from core.runs.store import Store
 from core.workspace import resolve_home
@@ -79,13 +85,16 @@ def load_run(run_id: str, home: str | Path | None = None, device: str = "cpu") -
     run = Store(home).get_run(run_id)
     config = RunConfig.from_dict(run.config)
     info = get_info(config.data.dataset, home)
+    # Refuse a dataset re-imported with other data since training (old runs recorded nothing).
+    check_fingerprint(run.summary.get("dataset_fingerprint"), config.data.dataset, home, run_id)
     image_size = config.data.image_size or info.image_size or None
     path = checkpoint_path(home, run_id)
-    state = load_checkpoint(path)
+    # Verified against its checksum; damaged or not fitting, it is one CheckpointDamaged line.
+    state = load_checkpoint(path, expect_checksum=True)
     # The architecture only: the weights come from the checkpoint, never a download.
     arch = type(config.model)(name=config.model.name)
     model = create_model(config.model.name, info, arch, image_size=image_size)
-    model.load_state_dict(model_state(state))
+    load_model_state(model, model_state(state), path)
     target = torch.device(device)
     model.to(target).eval()
     return LoadedRun(run_id, home, config, info, image_size, model, path, target)

@@ -108,10 +108,15 @@ class StoreLogger(Callback):
         step = trainer.step
         self._pending.extend((step, key, value) for key, value in metrics.items()
                              if math.isfinite(value))
+        # Written before the checkpoint: a kill between the two makes a resume redo this epoch
+        # and write the same (step, key) rows again (replaced, not doubled); the other order
+        # lost the epoch's metrics for good.
+        self.store.log_metrics(self.run_id, self._pending)
+        self._pending = []
 
     def on_checkpoint(self, trainer: Trainer, epoch: int) -> None:
-        # Flushed after the checkpoint is on disk: an epoch the store shows is an epoch that a
-        # resume will not redo.
+        # The run's epoch moves after the checkpoint is on disk: an epoch the store shows is an
+        # epoch that a resume will not redo.
         self._flush(trainer, time.monotonic(), epoch=epoch + 1)
         self._report_skipped(trainer)
 

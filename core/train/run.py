@@ -11,14 +11,18 @@ import os
 import signal
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core.checkpoint import remove_temp_files
 from core.config import RunConfig
-from core.errors import UserError
+from core.errors import UserError, WorkspaceUnavailable, workspace_error
 from core.runs.store import Store
 from core.train import distributed as dist
 from core.train.callbacks import Callback, EarlyStopping, StoreLogger
 from core.workspace import resolve_home, run_dir
+
+if TYPE_CHECKING:
+    from core.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +30,12 @@ log = logging.getLogger(__name__)
 def execute_run(run_id: str, home: str | Path | None = None, resume: bool = False,
                 callbacks: list[Callback] | tuple[Callback, ...] = (),
                 record_pid: bool = True) -> dict[str, Any]:
-    """Train ``run_id`` to a terminal status and return its summary (main rank's view)."""
-    from core.train.trainer import Trainer  # torch is imported only when a run executes
+    """Train ``run_id`` to a terminal status and return its summary (main rank's view).
 
+    How it ends: ``completed`` or ``cancelled`` from the loop; ``interrupted`` (resumable) when
+    the workspace disk is full or read-only, or when a resume cannot start (e.g. a damaged
+    checkpoint); ``failed`` for anything else, with its one-line message.
+    """
     home = resolve_home(home)
     store = Store(home)
     run = store.get_run(run_id)
@@ -36,35 +43,21 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
     info = dist.detect()
     folder = run_dir(home, run_id)
     handler = _attach_log(folder / "log.txt") if info.is_main else None
-    if info.is_main:
-        fields: dict[str, Any] = {}
-        if record_pid and not info.enabled:  # under torchrun the launcher's pid is kept
-            from core.runs.processes import process_start_time
-            fields = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
-        store.update_run(run_id, **fields)
-        # Only a queued run starts: one cancelled before its process got here stays cancelled.
-        if not store.set_status(run_id, "running", expect=("queued", "interrupted")):
-            status = store.get_run(run_id).status
-            log.warning("Run %s is %s; not starting it", run_id, status)
-            _detach_log(handler)
-            store.close()
-            return {"status": status, "error": f"run was {status} before it started"}
-        store.add_event(run_id, "resumed" if resume else "started",
-                        f"{'Resumed' if resume else 'Started'} on pid {os.getpid()}")
-    t = config.train
-    cbs: list[Callback] = [EarlyStopping(t.monitor, t.mode, t.patience)]
-    if info.is_main:
-        cbs.append(StoreLogger(store, run_id))
-    trainer = Trainer(config, folder, home, callbacks=[*cbs, *callbacks])
-    previous = _on_signals(trainer.request_stop)
+    if info.is_main and not _start(store, run_id, resume, record_pid and not info.enabled):
+        status = store.get_run(run_id).status
+        log.warning("Run %s is %s; not starting it", run_id, status)
+        _detach_log(handler)
+        store.close()
+        return {"status": status, "error": f"run was {status} before it started"}
+    trainer = None
+    previous: dict[int, Any] = {}
     try:
+        trainer = _build_trainer(config, folder, home, store, run_id, info.is_main, callbacks)
+        previous = _on_signals(trainer.request_stop)
         summary = trainer.fit(resume=resume)
-    except UserError as exc:
-        summary = _fail(store, run_id, str(exc), info.is_main, traceback.format_exc(),
-                        user_error=True)
     except Exception as exc:  # noqa: BLE001 - a job records every failure before it exits
-        message = f"{type(exc).__name__}: {exc}"
-        summary = _fail(store, run_id, message, info.is_main, traceback.format_exc())
+        started = trainer is not None and trainer.started
+        summary = _record_failure(store, run_id, exc, info.is_main, resume and not started)
     else:
         if info.is_main:
             store.update_run(run_id, summary=summary, best_metric=summary["best"])
@@ -79,17 +72,89 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
     return summary
 
 
+def _start(store: Store, run_id: str, resume: bool, record_pid: bool) -> bool:
+    """Claim the run (queued -> running) and clear what a killed writer left behind."""
+    fields: dict[str, Any] = {}
+    if record_pid:  # under torchrun the launcher's pid is kept
+        from core.runs.processes import process_start_time
+        fields = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
+    store.update_run(run_id, **fields)
+    # Only a queued run starts: one cancelled before its process got here stays cancelled.
+    if not store.set_status(run_id, "running", expect=("queued", "interrupted")):
+        return False
+    # This job now owns the run's folder: temp files there are a killed writer's leftovers.
+    remove_temp_files(run_dir(store.home, run_id) / "checkpoints")
+    store.add_event(run_id, "resumed" if resume else "started",
+                    f"{'Resumed' if resume else 'Started'} on pid {os.getpid()}")
+    return True
+
+
+def _build_trainer(config: RunConfig, folder: Path, home: Path, store: Store, run_id: str,
+                   is_main: bool, callbacks: list[Callback] | tuple[Callback, ...]) -> Trainer:
+    from core.train.trainer import Trainer  # torch is imported only when a run executes
+
+    t = config.train
+    cbs: list[Callback] = [EarlyStopping(t.monitor, t.mode, t.patience)]
+    if is_main:
+        cbs.append(StoreLogger(store, run_id))
+    return Trainer(config, folder, home, callbacks=[*cbs, *callbacks])
+
+
+def _record_failure(store: Store, run_id: str, exc: Exception, is_main: bool,
+                    resume_not_started: bool) -> dict[str, Any]:
+    """Interrupted (resumable) for a full or read-only disk and for a resume that could not
+    start; failed otherwise. The traceback goes to the run's log only."""
+    tb = traceback.format_exc()
+    problem = exc if isinstance(exc, WorkspaceUnavailable) else workspace_error(exc, store.home)
+    if problem is not None:
+        return _interrupt(store, run_id, _resumable(str(problem), run_id), is_main, tb)
+    if isinstance(exc, UserError) and resume_not_started:
+        # The run's status stays what it was before the resume (it was resumable, it still is):
+        # the user can fix or delete the file and resume again.
+        return _interrupt(store, run_id, str(exc), is_main, tb)
+    if isinstance(exc, UserError):
+        return _fail(store, run_id, str(exc), is_main, tb, user_error=True)
+    return _fail(store, run_id, f"{type(exc).__name__}: {exc}", is_main, tb)
+
+
+def _resumable(message: str, run_id: str) -> str:
+    """The workspace message with "resume" as the way on: the run keeps its checkpoint."""
+    head = message.split("; ", 1)[0]
+    fix = "make it writable" if "read-only" in head else "free some space"
+    return f"{head}; {fix} and resume the run (`python -m core resume {run_id}`)"
+
+
+def _interrupt(store: Store, run_id: str, message: str, is_main: bool,
+               tb: str) -> dict[str, Any]:
+    log.warning("Run %s interrupted: %s", run_id, message)
+    if is_main:
+        _append_log(store.home, run_id, tb)
+        try:
+            store.set_status(run_id, "interrupted", error=message, expect=("queued", "running"))
+            store.add_event(run_id, "interrupted", message, level="warning")
+        except Exception as exc:  # noqa: BLE001 - reconcile marks it interrupted once we exit
+            log.error("Could not record the interruption of %s: %s", run_id, exc)
+    return {"status": "interrupted", "error": message, "user_error": True}
+
+
 def _fail(store: Store, run_id: str, message: str, is_main: bool, tb: str,
           user_error: bool = False) -> dict[str, Any]:
     log.error("Run %s failed: %s", run_id, message)
     if is_main:
         # The traceback goes to the run's log only: the terminal and the page get the message.
-        with open(run_dir(store.home, run_id) / "log.txt", "a") as fh:
-            fh.write(tb)
+        _append_log(store.home, run_id, tb)
         store.update_run(run_id, summary={"user_error": user_error})
         store.set_status(run_id, "failed", error=message, expect=("running", "queued"))
         store.add_event(run_id, "failed", message, level="error")
     return {"status": "failed", "error": message, "user_error": user_error}
+
+
+def _append_log(home: Path, run_id: str, text: str) -> None:
+    try:
+        with open(run_dir(home, run_id) / "log.txt", "a") as fh:
+            fh.write(text)
+    except OSError as exc:  # a full disk must not hide the status behind a second traceback
+        log.warning("Could not write the traceback to the run's log: %s", exc)
 
 
 def _describe(summary: dict[str, Any]) -> str:
@@ -113,7 +178,10 @@ def _attach_log(path: Path) -> logging.Handler:
 def _detach_log(handler: logging.Handler | None) -> None:
     if handler is not None:
         logging.getLogger().removeHandler(handler)
-        handler.close()
+        try:
+            handler.close()
+        except OSError:  # a full disk: the buffered lines are lost, the status is not
+            pass
 
 
 def _on_signals(stop) -> dict[int, Any]:

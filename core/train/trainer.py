@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from core.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from core.checkpoint import (
+    FORMAT,
+    damaged,
+    load_checkpoint,
+    load_model_state,
+    model_state,
+    save_checkpoint,
+)
 from core.config import RunConfig
 from core.data import load_dataset
 from core.data.torchdata import build_torch_split, collate_skipping
@@ -51,6 +57,7 @@ class Trainer:
         self.best: float | None = None
         self.skipped: dict[str, set[int]] = {"train": set(), "val": set()}
         self.history: list[dict[str, float]] = []
+        self.started = False  # the loop began: a resume that fails before it stays resumable
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -101,6 +108,7 @@ class Trainer:
         if resume:
             start_batch, partial = self.restore(self.run_dir / "checkpoints" / "last.pt")
         self._dispatch("on_fit_start")
+        self.started = True
         status = "completed"
         for epoch in range(self.epoch, self.config.train.epochs):
             if self.should_stop:
@@ -249,19 +257,30 @@ class Trainer:
         if not self.dist.is_main:
             return
         folder = self.run_dir / "checkpoints"
-        save_checkpoint(self.state_dict(batch_in_epoch, partial), folder / "last.pt")
-        if best:
-            tmp = folder / ".best.pt.tmp"
-            shutil.copyfile(folder / "last.pt", tmp)
-            tmp.replace(folder / "best.pt")
+        save_checkpoint(self.state_dict(batch_in_epoch, partial), folder / "last.pt",
+                        copies=(folder / "best.pt",) if best else ())
 
     def restore(self, path: Path) -> tuple[int, dict | None]:
-        """Load everything for an exact resume; returns (batch to start at, partial sums)."""
+        """Load everything for an exact resume; returns (batch to start at, partial sums).
+
+        A checkpoint that is damaged or does not fit raises ``CheckpointDamaged`` (one line).
+        """
         if not path.is_file():
             raise InvalidRunState("This run has no checkpoint to resume from yet "
                                   "(it stopped before its first epoch ended). Start it again.")
-        state = load_checkpoint(path)
-        self.raw_model.load_state_dict(state["model"])
+        state = load_checkpoint(path, expect_checksum=True)
+        if state.get("format") != FORMAT:
+            raise damaged(path, f"it is not a run checkpoint (format {state.get('format')!r})")
+        load_model_state(self.raw_model, model_state(state), path)
+        try:
+            return self._restore_training_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            lines = str(exc).strip().splitlines() or [""]
+            reason = f"missing entry {exc}" if isinstance(exc, KeyError) else \
+                f"{type(exc).__name__}: {lines[0][:160]}"
+            raise damaged(path, f"its training state cannot be restored ({reason})") from None
+
+    def _restore_training_state(self, state: dict[str, Any]) -> tuple[int, dict | None]:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
