@@ -1,17 +1,15 @@
 """Lab2Market dashboard: the router. Pages in pages/, shared pieces in ui/, the engine in core/.
 
-Run it with ``streamlit run app.py`` (binds 127.0.0.1; see .streamlit/config.toml).
+Run it with ``streamlit run app.py`` (binds 127.0.0.1; see .streamlit/config.toml). How a page
+gets the shared sidebar, also when Streamlit runs it alone, is explained in ``ui/router.py``.
 """
 
 import streamlit as st
 
-from ui.components import render_sidebar
-from ui.state import ACTIVE_RUN, ROUTED, adopt_run_from_url, store
+from ui.router import enter_app, render_shell
 
 st.set_page_config(page_title="Lab2Market", page_icon=":material/rocket_launch:", layout="wide")
-st.session_state.setdefault(ACTIVE_RUN, None)
-st.session_state[ROUTED] = True
-adopt_run_from_url()
+enter_app()
 
 pages = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
@@ -25,5 +23,5 @@ pages = {
     "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }
 page = st.navigation(pages)
-render_sidebar(store())
+render_shell()
 page.run()

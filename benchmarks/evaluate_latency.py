@@ -76,20 +76,16 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
 def digits_test(home: Path, run_id: str, threads: int | None) -> dict:
     t = time.perf_counter()
     cli = subprocess.run([sys.executable, "-m", "core", "evaluate", run_id, "--split", "test",
                           "--no-calibrate", "--force", "--json", "--home", str(home)],
-                         cwd=ROOT, env=_env(), capture_output=True, text=True, check=True)
+                         cwd=ROOT, capture_output=True, text=True, check=True)
     cli_s = time.perf_counter() - t
     setting = f"torch.set_num_threads({threads})" if threads else ""
     fresh = json.loads(subprocess.run(
         [sys.executable, "-c", COLD_SNIPPET.format(threads=setting), run_id, str(home)],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, check=True).stdout)
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
     evaluate(run_id, home, "test", force=True)  # warm this process up
     t = time.perf_counter()
     evaluate(run_id, home, "test", force=True)

@@ -99,7 +99,7 @@ def browser_seconds(home: Path, updates: int, points: int) -> dict | None:
     big = fake_run(store, points=points, status="completed")
     run_id = fake_run(store, points=200)
     port = _free_port()
-    env = {**os.environ, "LAB2MARKET_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "LAB2MARKET_HOME": str(home)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.headless", "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

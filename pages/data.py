@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.errors import UserError
 from ui import state
-from ui.components import render_delete_confirmation, require_router
+from ui.components import render_delete_confirmation
 from ui.data_views import (
     csv_columns,
     datasets_frame,
@@ -21,14 +21,17 @@ from ui.data_views import (
     render_table_rows,
     suggest_name,
 )
+from ui.format import plain
+from ui.router import require_router
 
 
 def render_import_result(run_import, label: str) -> None:
     """Run one import with a progress bar; on success select the new dataset, else say why."""
-    bar = st.progress(0.0, text=f"Importing {label}...")
+    text = f"Importing {plain(label)}..."
+    bar = st.progress(0.0, text=text)
 
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=f"Importing {label}...")
+    def progress(done: int, total: int, message: str = "") -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0, text=text)
 
     try:
         info = run_import(progress)
@@ -38,7 +41,8 @@ def render_import_result(run_import, label: str) -> None:
         return
     state.forget_datasets()
     st.session_state["data_select_next"] = info.name
-    state.flash(f"Imported dataset {info.name}: {info.modality}, {len(info.classes)} classes, "
+    state.flash(f"Imported dataset {plain(info.name)}: {info.modality}, "
+                f"{len(info.classes)} classes, "
                 f"{sum(info.split_counts.values())} samples.")
     st.rerun()
 
@@ -52,7 +56,7 @@ def render_zip_import(taken: set[str]) -> None:
     if st.button("Import the zip", key="data_zip_import", disabled=upload is None):
         data = upload.getvalue()
         if not data:
-            st.error(f"{upload.name} is empty: upload a .zip with one folder per class.")
+            st.error(f"{plain(upload.name)} is empty: upload a .zip with one folder per class.")
             return
         name = name.strip() or suggest_name(upload.name, taken)
         render_import_result(
@@ -70,11 +74,13 @@ def render_csv_import(taken: set[str]) -> None:
                              placeholder=guess_target(columns) or "label",
                              help="The column holding the class of each row.")
     if columns:
-        st.caption("Columns: " + ", ".join(columns[:50]) + (" ..." if len(columns) > 50 else ""))
+        more = " ..." if len(columns) > 50 else ""
+        st.caption("Columns: " + plain(", ".join(columns[:50])) + more)
     if st.button("Import the CSV", key="data_csv_import", disabled=upload is None):
         data = upload.getvalue()
         if not data.strip():
-            st.error(f"{upload.name} is empty: upload a CSV with a header row and data rows.")
+            st.error(f"{plain(upload.name)} is empty: upload a CSV with a header row and data "
+                     "rows.")
             return
         name = name.strip() or suggest_name(upload.name, taken)
         target = target.strip() or guess_target(columns) or None
@@ -92,7 +98,7 @@ def render_folder_import() -> None:
 
         path = Path(folder.strip()).expanduser()
         if not path.is_dir():
-            st.error(f"{path} is not a folder on the server.")
+            st.error(f"{plain(path)} is not a folder on the server.")
             return
         name = name.strip() or suggest_name(path.name, set())
         render_import_result(lambda p: import_dataset(name, path, state.home(), progress=p), name)
@@ -109,10 +115,10 @@ def render_delete(info) -> None:
 
         delete_dataset(info.name, state.home())
         state.forget_datasets()
-        return f"Deleted dataset {info.name}."
+        return f"Deleted dataset {plain(info.name)}."
 
     render_delete_confirmation(
-        "data", f"Delete the imported dataset {info.name} and its files? Runs trained on it "
+        "data", f"Delete the imported dataset {plain(info.name)} and its files? Runs trained on it "
                 "keep their checkpoints but cannot be evaluated on it any more.", delete)
 
 
@@ -131,7 +137,7 @@ info = infos[selected]
 try:
     dataset = state.load_dataset(info.name, str(state.home()))
 except UserError as exc:
-    st.error(f"Cannot load {info.name}: {exc}")
+    st.error(f"Cannot load {plain(info.name)}: {exc}")
     dataset = None
 
 render_overview(info)

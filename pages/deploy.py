@@ -14,10 +14,8 @@ from core.errors import UserError
 from core.runs.store import Store
 from core.runs.tasks import reconcile_tasks
 from ui import state
-from ui.components import require_router
 from ui.deploy_views import (
     EXPORTS,
-    has_checkpoint,
     new_token,
     render_bundles,
     render_latency,
@@ -30,20 +28,8 @@ from ui.deploy_views import (
     stop_server,
     watch_task,
 )
-
-
-def pick_run(s: Store):
-    runs = [r for r in s.list_runs(limit=100) if has_checkpoint(r)]
-    if not runs:
-        return None
-    by_id = {r.id: r for r in runs}
-    active = state.active_run_id()
-    if st.session_state.get("deploy_run") not in by_id:
-        st.session_state["deploy_run"] = active if active in by_id else runs[0].id
-    run_id = st.selectbox("Run", list(by_id), key="deploy_run",
-                          format_func=lambda i: f"{by_id[i].name or i} · {by_id[i].dataset}/"
-                                                f"{by_id[i].model} · {by_id[i].status}")
-    return by_id[run_id]
+from ui.router import require_router
+from ui.runs import pick_run_with_checkpoint
 
 
 def render_export(s: Store, run) -> list:
@@ -125,9 +111,8 @@ st.title("Deploy")
 state.render_flashes()
 s = state.reconciled_store()
 reconcile_tasks(s)  # a server (or export) whose process died shows as stopped, not running
-run = pick_run(s)
+run = pick_run_with_checkpoint(s, "deploy_run")
 if run is None:
-    st.info("No run has a checkpoint yet: train one on the Train page first.")
     st.stop()
 
 try:

@@ -10,39 +10,53 @@ import streamlit as st
 
 from core.errors import UserError
 from ui import state
-from ui.components import require_router
 from ui.evaluate_gallery import render_confusion, render_top_losses
 from ui.evaluate_views import (
     derived,
     ensure_predictions,
-    evaluable_runs,
     fresh_predictions,
     render_calibration,
     render_cards,
     render_compare,
     render_curves,
     render_per_class,
-    run_label,
 )
+from ui.format import plain
+from ui.router import require_router
+from ui.runs import preferred_run, run_label, runs_with_checkpoint
 
 MAX_COMPARED = 4
 TABS = ("Per class", "Confusion matrix", "ROC & PR", "Calibration", "Top losses")
 
 
 def pick_runs(runs: list) -> tuple[list, str]:
-    """The runs multiselect (the active run by default) and the split."""
+    """The runs multiselect and the split. The first run, shown in detail, is the active run
+    (else the newest completed one); the others are compared with it."""
     by_id = {r.id: r for r in runs}
-    chosen = [i for i in st.session_state.get("eval_runs", []) if i in by_id]
-    if not chosen:
-        active = state.active_run_id()
-        chosen = [active if active in by_id else runs[0].id]
+    active = state.active_run_id()
+    if "eval_runs" not in st.session_state:  # a visit to the page starts on the preferred run
+        chosen = [preferred_run(runs).id]
+    else:
+        chosen = [i for i in st.session_state["eval_runs"] if i in by_id]
+        if active in by_id and active != st.session_state.get("_eval_active") \
+                and chosen[:1] != [active]:  # the active run changed elsewhere: show it first
+            chosen = [active, *(i for i in chosen if i != active)][:MAX_COMPARED]
+    st.session_state["_eval_active"] = active
     st.session_state["eval_runs"] = chosen
     left, right = st.columns([4, 1])
     ids = left.multiselect("Runs", list(by_id), key="eval_runs", max_selections=MAX_COMPARED,
-                           format_func=lambda i: f"{run_label(by_id[i])} · {by_id[i].status}",
+                           format_func=lambda i: run_label(by_id[i], status=True),
+                           on_change=_follow_first,
                            help="The first run is shown in detail; add others to compare.")
     split = right.segmented_control("Split", ["test", "val"], key="eval_split", default="test")
     return [by_id[i] for i in ids], split or "test"
+
+
+def _follow_first() -> None:
+    """The run shown in detail becomes the active run, as a pick on any page does."""
+    ids = st.session_state.get("eval_runs") or []
+    if ids:
+        state.set_active_run(ids[0])
 
 
 def render_run(run, preds, data) -> None:
@@ -63,13 +77,14 @@ def render_run(run, preds, data) -> None:
             with tab:
                 render()
 
+
 require_router()
 st.title("Evaluate")
 state.render_flashes()
 s = state.reconciled_store()
-runs = evaluable_runs(s)
+runs = runs_with_checkpoint(s)
 if not runs:
-    st.info("No run has a checkpoint yet: train one on the Train page first.")
+    st.info("No trained run yet: train one on the Train page first.")
     st.stop()
 chosen, split = pick_runs(runs)
 if not chosen:
@@ -87,7 +102,7 @@ except UserError as exc:
     st.stop()
 
 if ready and ready[0][0].id == chosen[0].id:
-    st.subheader(run_label(chosen[0]))
+    st.subheader(plain(run_label(chosen[0])))
     render_run(*ready[0])
 if len(ready) >= 2:
     st.subheader("Compare runs")

@@ -21,15 +21,16 @@ from core.explain.cache import SUMMARY_INPUT, read_prediction, save_input_image,
 from core.explain.plots import beeswarm_figure
 from core.runs.tasks import launch_task
 from ui import state
-from ui.components import require_router
 from ui.explain_views import (
     describe_prediction,
-    pick_trained_run,
     png_bytes,
     render_results_side_by_side,
     render_task,
     run_dataset_info,
 )
+from ui.format import plain
+from ui.router import require_router
+from ui.runs import pick_run_with_checkpoint
 
 REQUEST = "explain_request"  # set by Evaluate: {"run_id", "split", "index", "sample_id"}
 SOURCES = ("Dataset example", "Upload")
@@ -70,7 +71,7 @@ def pick_input(run, info):
             render_row(info, row, f"{upload.name}, first row")
             return saved
         saved = save_input_image(home, run.id, upload.getvalue(), info.channels, upload.name)
-        st.image(str(saved[1]), width=160, caption=upload.name)
+        st.image(str(saved[1]), width=160, caption=plain(upload.name))
         return saved
     left, right = st.columns([1, 2])
     st.session_state.setdefault("explain_split", "test")
@@ -85,7 +86,7 @@ def pick_input(run, info):
     dataset = state.load_dataset(info.name, str(home))
     label = info.classes[int(dataset.labels(split)[index])]
     raw = dataset.raw(split, index)
-    caption = f"{dataset.ids(split)[index]} · true class {label}"
+    caption = f"{plain(dataset.ids(split)[index])} · true class {plain(label)}"
     if info.modality == "tabular":
         render_row(info, raw, caption)
         return save_input_row(home, run.id, raw, info.feature_names)
@@ -105,7 +106,7 @@ def pick_target(run, info, sha: str) -> tuple[int | None, int]:
     choice = st.selectbox("Target class", [-1, *range(len(info.classes))], key="explain_target",
                           format_func=lambda k: "The predicted class" if k < 0
                           else f"{k}: {info.classes[k]}")
-    st.caption(f"Predicted: {describe_prediction(probs, info.classes)}",
+    st.caption(f"Predicted: {plain(describe_prediction(probs, info.classes))}",
                help="Known once an explanation of this input has run.")
     if choice >= 0:
         return choice, choice
@@ -208,11 +209,10 @@ st.title("Explain")
 state.render_flashes()
 adopt_request()
 store = state.store()
-active = pick_trained_run(store, "explain_pick_run")
+active = pick_run_with_checkpoint(store, "explain_pick_run")
 if active is not None:
     dataset_info = run_dataset_info(active)
     if dataset_info is not None:
-        st.caption(f"Run **{active.name or active.id}** · {active.dataset} / {active.model}")
         try:
             chosen = pick_input(active, dataset_info)
             if chosen is not None:

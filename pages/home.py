@@ -9,9 +9,12 @@ from core.errors import UserError
 from core.runs import jobs
 from core.runs.store import Store
 from ui import state
-from ui.components import render_runs_table, require_router
+from ui.components import render_runs_table
+from ui.router import require_router
+from ui.runs import newest_running
 
 QUICK_EPOCHS = 10
+LIVE_REFRESH = 2.0  # seconds between refreshes of the runs table while runs are active
 
 
 def quick_config() -> RunConfig:
@@ -45,6 +48,21 @@ def render_counts(s: Store) -> None:
     c[3].metric("Datasets", len(state.dataset_infos()))
 
 
+def render_runs(s: Store) -> None:
+    render_counts(s)
+    st.subheader("Runs")
+    render_runs_table(s, key="home_runs")
+
+
+@st.fragment(run_every=LIVE_REFRESH)
+def render_runs_live() -> None:
+    """While runs are queued or running, the counts and the table follow them."""
+    s = state.reconciled_store()
+    render_runs(s)
+    if newest_running(s) is None:
+        st.rerun()  # all finished: the whole page, drawn once, without polling
+
+
 require_router()
 st.title("Lab2Market")
 st.markdown(
@@ -55,10 +73,10 @@ st.markdown(
 state.render_flashes()
 s = state.reconciled_store()
 render_quick_start(s)
-render_counts(s)
-
-st.subheader("Runs")
-render_runs_table(s, key="home_runs")
+if newest_running(s) is not None:
+    render_runs_live()
+else:
+    render_runs(s)
 if state.active_run_id():
     st.page_link("pages/train.py", label="Open the active run on Train",
                  icon=":material/monitoring:")

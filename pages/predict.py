@@ -13,15 +13,16 @@ from core.analyze.predict import Prediction, predict_files, predict_rows, top_k
 from core.errors import UserError
 from core.explain.plots import topk_figure
 from ui import state
-from ui.components import require_router
 from ui.explain_views import (
     MAX_CARDS,
     loaded_run,
-    pick_trained_run,
     png_bytes,
     run_dataset_info,
     st_progress,
 )
+from ui.format import plain
+from ui.router import require_router
+from ui.runs import pick_run_with_checkpoint
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 RESULTS = "predict_results"  # session state: {"run_id", "items": {name: bytes}, "results": [...]}
@@ -70,7 +71,7 @@ def render_table_inputs(run, info) -> None:
         for j, name in enumerate(info.feature_names):
             low, high = info.feature_ranges.get(name, [0.0, 0.0])
             values.append(columns[j % 3].number_input(
-                name, value=float(info.mean[j]), format="%.4g", key=f"predict_feature_{j}",
+                plain(name), value=float(info.mean[j]), format="%.4g", key=f"predict_feature_{j}",
                 help=f"training range {low:.4g} to {high:.4g}"))
         submitted = st.form_submit_button("Predict this row", type="primary")
     uploads = st.file_uploader("Or CSV files (one prediction per row)", type=["csv"],
@@ -111,7 +112,7 @@ def render_results(run, info, k: int) -> None:
     ok = [r for r in results if r.ok]
     for r in results:
         if not r.ok:
-            st.error(f"{r.name}: {r.error}", icon=":material/broken_image:")
+            st.error(f"{plain(r.name)}: {r.error}", icon=":material/broken_image:")
     if ok and len(results) <= MAX_CARDS:
         for start in range(0, len(ok), 3):
             for j, (column, r) in enumerate(zip(st.columns(3), ok[start:start + 3],
@@ -128,7 +129,7 @@ def render_results(run, info, k: int) -> None:
 def render_card(column, result: Prediction, image: bytes | None, classes: list[str],
                 k: int, index: int) -> None:
     with column.container(border=True, key=f"predict_card_{index}"):
-        st.markdown(f"**{result.name}**")
+        st.markdown(f"**{plain(result.name)}**")
         if image is not None:
             st.image(image, width=128)
         st.plotly_chart(topk_figure(top_k(result.probs, classes, k)),
@@ -140,12 +141,12 @@ require_router()
 st.title("Predict")
 state.render_flashes()
 s = state.store()
-run = pick_trained_run(s, "predict_pick_run")
+run = pick_run_with_checkpoint(s, "predict_pick_run")
 if run is not None:
     info = run_dataset_info(run)
     if info is not None:
-        st.caption(f"Run **{run.name or run.id}** · {run.dataset} / {run.model} · "
-                   f"{len(info.classes)} classes")
+        st.caption(f"{len(info.classes)} classes: {plain(', '.join(info.classes[:20]))}"
+                   + (" ..." if len(info.classes) > 20 else ""))
         n = len(info.classes)
         k = st.slider("Top-k classes", 1, n, min(5, n), key="predict_top_k") if n > 1 else 1
         if info.modality == "image":

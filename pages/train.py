@@ -8,8 +8,10 @@ from core.errors import UserError
 from core.runs import jobs
 from core.runs.store import Run, Store
 from ui import state
-from ui.components import render_delete_confirmation, render_runs_table, require_router
+from ui.components import render_delete_confirmation, render_runs_table
 from ui.monitor import render_monitor
+from ui.router import require_router
+from ui.runs import newest_running
 from ui.train_form import prefill_from, render_new_run_form
 
 
@@ -59,6 +61,20 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
         st.error(str(exc))
 
 
+def adopt_newest_running(s: Store) -> None:
+    """With no active run, a run started from the CLI or another tab is the one to watch: it
+    becomes the active run, and the page is redrawn so the sidebar agrees."""
+    run = newest_running(s)
+    if run is not None:
+        state.set_active_run(run.id)
+        st.rerun()
+
+
+def render_all_runs(s: Store) -> None:
+    st.subheader("All runs")
+    render_runs_table(s, key="train_runs")
+
+
 def confirm_delete(s: Store, run: Run) -> None:
     def delete() -> str:
         jobs.delete(s, run.id)
@@ -80,10 +96,9 @@ render_launch(s, infos)
 st.subheader("Active run")
 run = state.active_run(s)
 if run is None:
+    adopt_newest_running(s)
     st.info("Launch a run above, or pick one in the table below or in the sidebar.")
+    render_all_runs(s)
 else:
     render_run_actions(s, run, infos)
-    render_monitor(run)
-
-st.subheader("All runs")
-render_runs_table(s, key="train_runs")
+    render_monitor(run, below=render_all_runs)  # the table refreshes with the live monitor

@@ -53,7 +53,7 @@ def streamlit_app(home: Path, **env: str) -> Iterator[str]:
     once it answers, stops it on exit. ``env``: more environment variables for the server (and
     the jobs it starts). Its output goes to ``streamlit-PORT.log`` in ``home``."""
     port = free_port()
-    env = {**os.environ, "LAB2MARKET_HOME": str(home), "PYTHONPATH": str(ROOT), **env}
+    env = {**os.environ, "LAB2MARKET_HOME": str(home), **env}
     log = open(home / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),

@@ -61,9 +61,7 @@ def run_cli(*args: str, home: Path | None = None, check: bool = True,
     cmd = [sys.executable, "-m", "core", *args]
     if home is not None:
         cmd += ["--home", str(home)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -94,7 +92,7 @@ def free_port() -> int:
 def run_python(code: str, home: Path | None = None, timeout: float = 120) -> str:
     """Run ``code`` in a fresh interpreter from the project root (over the workspace ``home``, if
     given); it must exit 0. Returns the last line it printed."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     if home is not None:
         env["LAB2MARKET_HOME"] = str(home)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from core.models import (
     adapt_conv_weight,
     classifier_head,
     create_model,
+    default_model,
     head_parameter_names,
     list_models,
     pretrained_weights_path,
@@ -101,6 +104,23 @@ def test_registry_listing() -> None:
     assert {"resnet18", "mobilenet_v3_small", "efficientnet_b0"} <= set(TORCHVISION)
     assert [s.name for s in list_models("tabular")] == ["mlp"]
     assert "mlp" in [s.name for s in list_models("image")]
+
+
+def test_registry_lists_without_importing_torch() -> None:
+    """The pages list models from the registry itself: listing must never load torch."""
+    code = ("import sys, core.models as m; names = [s.name for s in m.list_models()]; "
+            "print('torch' in sys.modules, m.default_model('image'), m.default_model('tabular'), "
+            "len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == ["False", "smallcnn", "mlp", str(len(list_models()))]
+
+
+def test_default_model_per_modality() -> None:
+    for modality in ("image", "tabular"):
+        assert default_model(modality) in [s.name for s in list_models(modality)]
+    with pytest.raises(ModelNotFound, match="audio"):
+        default_model("audio")
 
 
 def test_unknown_model() -> None:

@@ -147,10 +147,9 @@ def test_the_page_never_imports_torch(ws: Path, run_id: str) -> None:
     code = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
-        f"at = AppTest.from_file({str(ROOT / PAGE)!r}, default_timeout=60)\n"
-        "at.session_state['_routed'] = True\n"
+        f"at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=60)\n"
         f"at.session_state['active_run'] = {run_id!r}\n"
-        "at.run()\n"
+        f"at.run(); at.switch_page({PAGE!r}); at.run()\n"
         "assert not at.exception, at.exception\n"
         "print('torch' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )

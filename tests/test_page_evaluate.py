@@ -201,11 +201,10 @@ def test_the_page_never_imports_torch(ws, runs) -> None:
     code = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
-        f"at = AppTest.from_file({PAGE!r}, default_timeout=60)\n"
-        "at.session_state['_routed'] = True\n"
+        "at = AppTest.from_file('app.py', default_timeout=60)\n"
         "at.session_state['eval_tab'] = 'Confusion matrix'\n"
         f"at.session_state['active_run'] = {runs['digits']!r}\n"
-        "at.run()\n"
+        f"at.run(); at.switch_page({PAGE!r}); at.run()\n"
         "assert not at.exception, at.exception\n"
         "assert at.metric and at.image, 'nothing rendered'\n"
         "print('torch' in sys.modules)\n"

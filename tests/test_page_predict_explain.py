@@ -69,10 +69,9 @@ def test_first_load_imports_no_torch(env):
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
         "for page in ('pages/predict.py', 'pages/explain.py'):\n"
-        "    at = AppTest.from_file(page, default_timeout=60)\n"
-        "    at.session_state['_routed'] = True\n"
+        "    at = AppTest.from_file('app.py', default_timeout=60)\n"
         f"    at.session_state['active_run'] = {digits!r}\n"
-        "    at.run()\n"
+        "    at.run(); at.switch_page(page); at.run()\n"
         "    assert not at.exception, at.exception\n"
         "print('torch' in sys.modules)\n"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_clean, frame_with, open_page, run_python
+from conftest import ROOT, assert_clean, frame_with, open_page, run_python
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -109,6 +109,13 @@ def test_page_renders_on_an_empty_workspace(home: Path, page: str) -> None:
     at = open_page(page)
     assert not at.error
     assert at.sidebar.code[0].value == str(home)  # the workspace in use, on every page
+    assert f"Lab2Market {project_version()}" in [c.value for c in at.sidebar.caption]
+
+
+def project_version() -> str:
+    """The version in pyproject.toml: what the installed package's metadata must say."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 @pytest.mark.parametrize("page", ["pages/home.py", "pages/train.py"])

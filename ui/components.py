@@ -1,4 +1,4 @@
-"""Render helpers shared by the pages: the sidebar, the runs table, status badges."""
+"""Render helpers shared by the pages: the sidebar, the runs table, status badges, confirmations."""
 
 from __future__ import annotations
 
@@ -8,46 +8,14 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from core.errors import RunNotFound, UserError
+from core.errors import UserError
 from core.runs.store import STATUSES, Run, Store
 from ui import format as fmt
-from ui.state import (
-    ACTIVE_RUN,
-    ROUTED,
-    active_run_id,
-    adopt_run_from_url,
-    app_version,
-    flash,
-    home,
-    set_active_run,
-    store,
-)
+from ui.runs import render_sidebar_picker
+from ui.state import app_version, flash, home, set_active_run
 
 PAGE_SIZE = 20
-
-
-def require_router() -> None:
-    """Make sure this page has the app's shell, even when Streamlit runs it on its own.
-
-    Streamlit keeps its legacy ``pages/`` mode on until some session has run ``app.py`` (whose
-    ``st.navigation`` turns it off); until then a deep link such as ``/train`` runs
-    ``pages/train.py`` alone, without the sidebar. A tab that reconnects after a restart does
-    exactly that, and ``AppTest`` turns the legacy mode back on before every run. So: turn it
-    off and, on a session's first run (no widget event to lose), rerun through ``app.py``;
-    otherwise keep this run and draw the shared sidebar here.
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a Streamlit without the legacy mode
-        return
-    if not getattr(PagesManager, "uses_pages_directory", False):
-        return
-    PagesManager.uses_pages_directory = False
-    if not st.session_state.get(ROUTED):
-        st.rerun()
-    st.session_state.setdefault(ACTIVE_RUN, None)
-    adopt_run_from_url()
-    render_sidebar(store())
+GRAY = "#9e9e9e"  # a status without a colour of its own (one added to the store later)
 
 
 def render_sidebar(store: Store) -> None:
@@ -56,30 +24,8 @@ def render_sidebar(store: Store) -> None:
         with st.container(key="sidebar_workspace"):
             st.caption("Workspace")
             st.code(str(home()), language=None, wrap_lines=True)
-        render_run_picker(store)
+        render_sidebar_picker(store)
         st.caption(f"Lab2Market {app_version()}")
-
-
-def render_run_picker(store: Store, limit: int = 25) -> None:
-    runs = store.list_runs(limit=limit)
-    active = active_run_id()
-    if active and active not in {r.id for r in runs}:
-        try:
-            runs.insert(0, store.get_run(active))
-        except RunNotFound:  # deleted meanwhile (another tab, the CLI)
-            set_active_run(None)
-            active = None
-    if not runs:
-        st.caption("No runs yet.")
-        return
-    labels = {r.id: f"{r.name or r.id} · {r.dataset}/{r.model} · {r.status}" for r in runs}
-    options = list(labels)
-    # The picker mirrors the shared state: pages change ACTIVE_RUN, the picker follows.
-    st.session_state["sidebar_run"] = active if active in labels else None
-    st.selectbox("Active run", options, key="sidebar_run", format_func=labels.__getitem__,
-                 index=None, placeholder="Pick a run",
-                 on_change=lambda: set_active_run(st.session_state.get("sidebar_run")),
-                 help="The run that Train (and later Evaluate, Explain, Export) works on.")
 
 
 def render_status_badge(run: Run, key: str) -> None:
@@ -140,7 +86,7 @@ def render_runs_table(store: Store, key: str, page_size: int = PAGE_SIZE) -> lis
         selection_mode="single-row", width="stretch",
         column_config={
             "Status": st.column_config.MultiselectColumn(
-                options=list(STATUSES), color=[fmt.STATUS_HEX[s] for s in STATUSES]),
+                options=list(STATUSES), color=[fmt.STATUS_HEX.get(s, GRAY) for s in STATUSES]),
             "Val acc": st.column_config.NumberColumn(format="%.3f"),
         },
     )
@@ -162,7 +108,7 @@ def _on_pick(key: str):
             rows = list(event.get("selection", {}).get("rows", []))
         ids = st.session_state.get(f"{key}_ids", [])
         if rows and rows[0] < len(ids):
-            st.session_state[ACTIVE_RUN] = ids[rows[0]]
+            set_active_run(ids[rows[0]])
 
     return pick
 

@@ -14,6 +14,7 @@ import streamlit as st
 
 from core.errors import UserError
 from ui.charts import class_distribution_figure
+from ui.format import plain
 
 THUMB = 72  # px: small images (digits are 8x8) are enlarged to this, without smoothing
 SAMPLES_PER_CLASS = 8
@@ -49,9 +50,9 @@ def render_overview(info: Any) -> None:
     for col, split in zip(c[2:], ("train", "val", "test"), strict=True):
         col.metric(split.capitalize(), info.split_counts.get(split, 0))
     if info.description:
-        st.caption(info.description)
+        st.caption(plain(info.description))
     shown = ", ".join(info.classes[:30]) + (" ..." if len(info.classes) > 30 else "")
-    st.caption(f"Classes: {shown}")
+    st.caption(f"Classes: {plain(shown)}")
 
 
 def render_distribution(info: Any, dataset: Any | None) -> None:
@@ -84,7 +85,7 @@ def render_image_grid(info: Any, dataset: Any, split: str = "train",
             except UserError:
                 skipped += 1
         label_col, grid = st.columns([1, 6])
-        label_col.markdown(f"**{name}**")
+        label_col.markdown(f"**{plain(name)}**")
         if images:
             grid.image(images, width=THUMB)
         else:

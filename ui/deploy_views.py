@@ -20,10 +20,10 @@ import streamlit as st
 from core.deploy import monitor
 from core.deploy.bundle import list_bundles, read_latency, serve_dir
 from core.deploy.serve import LOG_FILE, read_state, write_token
-from core.runs.store import Run, Store, Task
+from core.runs.store import Job, Run, Store
 from core.runs.tasks import cancel_task, launch_task, reconcile_tasks
-from core.workspace import run_dir
 from ui import format as fmt
+from ui.format import plain
 from ui.state import home, store
 
 EXPORTS = {"ONNX fp32": ("onnx", None), "ONNX int8": ("onnx", "int8"),
@@ -32,27 +32,22 @@ MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 BENCH_BUDGET_S = 2.0  # seconds of timing per form: enough for the small models a page trains
 
 
-def has_checkpoint(run: Run) -> bool:
-    folder = run_dir(home(), run.id) / "checkpoints"
-    return (folder / "best.pt").is_file() or (folder / "last.pt").is_file()
-
-
 # -- tasks -------------------------------------------------------------------------------------
 
 
-def start_export(s: Store, run: Run, choice: str) -> Task:
+def start_export(s: Store, run: Run, choice: str) -> Job:
     fmt_name, quantize = EXPORTS[choice]
     argv = ["export", run.id, "--format", fmt_name] + (["--quantize", quantize] if quantize
                                                        else [])
     return launch_task(s, run.id, "export", argv, key=f"{fmt_name}-{quantize or 'fp32'}")
 
 
-def start_bench(s: Store, run: Run) -> Task:
+def start_bench(s: Store, run: Run) -> Job:
     return launch_task(s, run.id, "bench", ["bench", run.id, "--budget", str(BENCH_BUDGET_S)])
 
 
 def start_server(s: Store, run: Run, bundle: str, port: int, concurrency: int,
-                 token: str) -> Task:
+                 token: str) -> Job:
     argv = ["serve", run.id, "--bundle", bundle, "--port", str(port),
             "--max-concurrency", str(concurrency)]
     if token:
@@ -60,7 +55,7 @@ def start_server(s: Store, run: Run, bundle: str, port: int, concurrency: int,
     return launch_task(s, run.id, "serve", argv)
 
 
-def stop_server(s: Store, task: Task) -> None:
+def stop_server(s: Store, task: Job) -> None:
     cancel_task(s, task.id)  # SIGKILL of its process group: the server holds nothing to save
     (serve_dir(home(), task.run_id) / "server.json").unlink(missing_ok=True)
 
@@ -82,7 +77,7 @@ def watch_task(task_id: str, label: str) -> None:
     st.rerun()
 
 
-def render_task_error(task: Task | None, what: str) -> None:
+def render_task_error(task: Job | None, what: str) -> None:
     if task is not None and task.status in ("failed", "interrupted") and \
             task.error != "Cancelled":
         st.error(f"{what} failed: {task.error}")
@@ -208,8 +203,9 @@ def render_server_info(run: Run) -> None:
     if (bundle / "preprocess.json").is_file():
         spec = json.loads((bundle / "preprocess.json").read_text())
     with st.container(key="deploy_server_url"):
-        st.markdown(f"Serving **{info['model_version']}** at [{info['url']}]({info['url']}/docs) "
-                    f"(API docs at `/docs`), since {fmt.timestamp(info['started_at'])}.")
+        url, version = info["url"], plain(info["model_version"])
+        st.markdown(f"Serving **{version}** at [{url}]({url}/docs) (API docs at `/docs`), since "
+                    f"{fmt.timestamp(info['started_at'])}.")
     st.code(curl_example(info["url"], info.get("modality", "image"), info["token_required"],
                          spec), language="bash")
 

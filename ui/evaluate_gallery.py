@@ -19,6 +19,7 @@ from core.analyze.evaluate import Predictions
 from core.errors import UserError
 from ui.data_views import THUMB, thumbnail
 from ui.evaluate_charts import confusion_figure
+from ui.format import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPLAIN_PAGE = "pages/explain.py"
@@ -76,8 +77,8 @@ def render_confusion(preds: Predictions, data: dict[str, Any], dataset: Any) -> 
     idx = metrics.cell_indices(preds.y_true, preds.probs, true, pred)
     with st.container(key="eval_cell_gallery"):
         shown = f" (the {GALLERY} most confident shown)" if len(idx) > GALLERY else ""
-        st.markdown(f"**true {classes[true]} · predicted {classes[pred]}**: {len(idx)} "
-                    f"sample{'s' if len(idx) != 1 else ''}{shown}")
+        pair = f"true {plain(classes[true])} · predicted {plain(classes[pred])}"
+        st.markdown(f"**{pair}**: {len(idx)} sample{'s' if len(idx) != 1 else ''}{shown}")
         render_samples(preds, idx[:GALLERY], dataset, "eval_cell")
 
 
@@ -110,8 +111,8 @@ def render_samples(preds: Predictions, idx: np.ndarray, dataset: Any, key: str) 
 def _caption(preds: Predictions, j: int) -> str:
     classes, p = preds.classes, preds.probs[j]
     true, pred = int(preds.y_true[j]), int(p.argmax())
-    return (f"{preds.ids[j]}  \ntrue {classes[true]} ({p[true]:.2f}) · "
-            f"pred {classes[pred]} ({p[pred]:.2f})")
+    return (f"{plain(preds.ids[j])}  \ntrue {plain(classes[true])} ({p[true]:.2f}) · "
+            f"pred {plain(classes[pred])} ({p[pred]:.2f})")
 
 
 def _render_image(preds: Predictions, j: int, dataset: Any) -> None:

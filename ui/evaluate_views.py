@@ -22,6 +22,8 @@ from core.runs.store import Run, Store
 from core.runs.tasks import launch_task, reconcile_tasks
 from ui import format as fmt
 from ui.evaluate_charts import pr_figure, reliability_figure, roc_figure
+from ui.format import plain
+from ui.runs import run_label
 from ui.state import home, store
 
 CARDS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."),
@@ -32,15 +34,6 @@ COMPARED = ("accuracy", "balanced_accuracy", "top3_accuracy", "f1_macro", "f1_we
             "average_precision_macro", "ece")
 BEST_COLOR = "background-color: #c8e6c9; font-weight: 600"
 MAX_DEFAULT_CURVES = 10
-
-
-def run_label(run: Run) -> str:
-    return f"{run.name or run.id} · {run.dataset}/{run.model}"
-
-
-def evaluable_runs(s: Store, limit: int = 100) -> list[Run]:
-    """Runs that have a checkpoint to evaluate, newest first."""
-    return [r for r in s.list_runs(limit=limit) if run_checkpoint(s.home, r.id) is not None]
 
 
 # -- stored predictions, cached on (path, mtime) ------------------------------------------------
@@ -92,26 +85,27 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
     found = fresh_predictions(run.id, split)
     if found is not None:
         return found
+    label = plain(run_label(run))
     task = s.latest_task(run.id, "evaluate", split)
     if task is not None and task.is_active:
-        _watch_task(task.id, run_label(run))
+        _watch_task(task.id, label)
         return None
     ckpt = run_checkpoint(s.home, run.id)
     since = ckpt.stat().st_mtime if ckpt else math.inf
     key = f"eval_start_{run.id}_{split}"
     if task is not None and task.status != "completed" and task.created_at >= since:
-        st.error(f"Evaluating {run_label(run)} on {split} failed: {task.error}")
+        st.error(f"Evaluating {label} on {split} failed: {task.error}")
         if not st.button("Retry", key=key, icon=":material/replay:"):
             return None
     elif run.is_active and not st.button(
-            f"Evaluate the current checkpoint of {run_label(run)}", key=key,
+            f"Evaluate the current checkpoint of {label}", key=key,
             help="The run is still training: its best checkpoint may change."):
         return None
     stale = eval_path(s.home, run.id, split).is_file()
     task = launch_task(s, run.id, "evaluate", ["evaluate", run.id, "--split", split], key=split)
     st.caption(("The checkpoint changed since the last evaluation: " if stale else "")
-               + f"evaluating {run_label(run)} on the {split} split in the background.")
-    _watch_task(task.id, run_label(run))
+               + f"evaluating {label} on the {split} split in the background.")
+    _watch_task(task.id, label)
     return None
 
 
@@ -139,7 +133,7 @@ def render_cards(preds: Predictions, report: dict[str, Any]) -> None:
         note = report["auc"].get("note") if key == "auc_macro" and report["auc"] else None
         col.metric(label, "n/a" if value is None else f"{value:.4f}", help=note)
     skipped = f" · {len(preds.skipped)} unreadable skipped" if len(preds.skipped) else ""
-    st.caption(f"{o['samples']} samples of {preds.dataset}/{preds.split}{skipped} · "
+    st.caption(f"{o['samples']} samples of {plain(preds.dataset)}/{preds.split}{skipped} · "
                f"checkpoint {preds.checkpoint} · predicted in {preds.seconds:.2f} s on "
                f"{fmt.timestamp(preds.created_at)}")
 
@@ -180,7 +174,7 @@ def render_curves(preds: Predictions, data: dict[str, Any]) -> None:
     b.plotly_chart(pr_figure(data["pr"], [c for c in shown if c != "macro"]), key="eval_pr")
     for name in missing:
         row = next(r for r in data["report"]["per_class"] if r["class"] == name)
-        st.caption(f"{name}: {row['note']}")
+        st.caption(f"{plain(name)}: {row['note']}")
 
 
 def render_calibration(preds: Predictions, val: Predictions | None) -> None:

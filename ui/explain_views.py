@@ -1,4 +1,4 @@
-"""Render helpers of the Predict and Explain pages: run choice, model cache, results, trust.
+"""Render helpers of the Predict and Explain pages: the dataset, model cache, results, trust.
 
 Nothing here imports torch at import time: ``loaded_run`` (Predict only) imports it when a
 prediction is asked for; the Explain page only reads cached results written by tasks.
@@ -13,45 +13,20 @@ import numpy as np
 import streamlit as st
 
 from core.explain import plots
-from core.explain.cache import Explanation, checkpoint_signature
-from core.runs.store import Run, Store, Task
+from core.explain.cache import Explanation
+from core.runs.store import Job, Run
 from ui import state
+from ui.format import plain
 
 MAX_CARDS = 12  # up to this many images get a card with their chart; beyond, only the table
-
-
-def trained_runs(s: Store, limit: int = 50) -> list[Run]:
-    """Recent runs that have a checkpoint to predict with."""
-    return [r for r in s.list_runs(limit=limit) if checkpoint_signature(state.home(), r.id)]
-
-
-def pick_trained_run(s: Store, key: str) -> Run | None:
-    """The active run if it has a checkpoint; else a picker of the runs that do."""
-    run = state.active_run(s)
-    if run is not None and checkpoint_signature(state.home(), run.id):
-        return run
-    runs = trained_runs(s)
-    if run is not None:
-        st.warning(f"Run {run.id} has no checkpoint yet: train it for at least one epoch, or "
-                   "pick another run.")
-    if not runs:
-        st.info("No trained run yet: launch one on the Train page.")
-        return None
-    labels = {r.id: f"{r.name or r.id} · {r.dataset}/{r.model} · {r.status}" for r in runs}
-    choice = st.selectbox("Trained run", [None, *labels], key=key,
-                          format_func=lambda i: "Pick a run..." if i is None else labels[i])
-    if choice is None:
-        return None
-    state.set_active_run(choice)
-    return s.get_run(choice)
 
 
 def run_dataset_info(run: Run):
     """The DatasetInfo of the run's dataset, or None with an error when it was deleted since."""
     info = state.dataset_infos().get(run.dataset)
     if info is None:
-        st.error(f"Run {run.id} was trained on {run.dataset!r}, which is no longer in this "
-                 "workspace.")
+        st.error(f"Run {run.id} was trained on the dataset {plain(run.dataset)}, which is no "
+                 "longer in this workspace.")
     return info
 
 
@@ -76,7 +51,7 @@ def st_progress(bar: Any, label: str):
     return report
 
 
-def render_task(task: Task | None, what: str) -> None:
+def render_task(task: Job | None, what: str) -> None:
     """A task's progress bar while it runs, its error if it failed."""
     if task is None:
         return
@@ -93,7 +68,7 @@ def render_task(task: Task | None, what: str) -> None:
 def render_explanation(result: Explanation, key: str) -> None:
     """One method's result: the map over the image (or feature bars), then the trust checks."""
     with st.container(border=True, key=key):
-        st.markdown(f"**{result.display_name}** · target *{result.target_label}*")
+        st.markdown(f"**{plain(result.display_name)}** · target *{plain(result.target_label)}*")
         if result.modality == "image":
             signed = result.method != "gradcam"
             st.plotly_chart(plots.overlay_figure(result.image, result.map, signed=signed,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -21,7 +22,9 @@ from core.workspace import run_dir
 from ui import format as fmt
 from ui.charts import Overlay, curves_figure
 from ui.components import render_status_badge
-from ui.state import store
+from ui.format import plain
+from ui.runs import run_label
+from ui.state import active_run_id, store
 
 LOSS_KEYS = ("train/step_loss", "train/loss", "val/loss")
 ACC_KEYS = ("train/acc", "val/acc")
@@ -64,32 +67,48 @@ def overlay_series(home: str, run_id: str, marker: tuple) -> dict[str, Series]:
     return series
 
 
-def render_monitor(run: Run) -> None:
-    """The monitor of ``run``: live while it is queued or running, drawn once otherwise."""
+def render_monitor(run: Run, below: Callable[[Store], None] | None = None) -> None:
+    """The monitor of ``run``: live while it is queued or running, drawn once otherwise.
+
+    ``below(store)`` draws what must stay in step with the monitor (the Train page's runs table)
+    in the same fragment, so it refreshes with the curves instead of going stale.
+    """
     if run.is_active:
-        _live_monitor(run.id)
+        _live_monitor(run.id, below)
     else:
-        _static_monitor(run.id)
+        _static_monitor(run.id, below)
 
 
 @st.fragment(run_every=REFRESH)
-def _live_monitor(run_id: str) -> None:
+def _live_monitor(run_id: str, below: Callable[[Store], None] | None) -> None:
+    _leave_if_switched(run_id)
     s = store()
     jobs.reconcile(s)  # a job killed meanwhile shows as interrupted, not as running forever
     run = _get(s, run_id)
-    if run is None:
-        return
-    _render_body(s, run)
-    if not run.is_active:
+    if run is not None:
+        _render_body(s, run)
+    if below is not None:
+        below(s)
+    if run is not None and not run.is_active:
         st.rerun()  # the whole page switches to the finished view and the polling stops
 
 
 @st.fragment
-def _static_monitor(run_id: str) -> None:
+def _static_monitor(run_id: str, below: Callable[[Store], None] | None) -> None:
+    _leave_if_switched(run_id)
     s = store()
     run = _get(s, run_id)
     if run is not None:
         _render_body(s, run)
+    if below is not None:
+        below(s)
+
+
+def _leave_if_switched(run_id: str) -> None:
+    """A widget in this fragment (a row picked in the runs table) changed the active run: a
+    fragment rerun would keep drawing the old one, so the whole page is redrawn."""
+    if active_run_id() != run_id:
+        st.rerun()
 
 
 def _get(s: Store, run_id: str) -> Run | None:
@@ -112,8 +131,7 @@ def _render_body(s: Store, run: Run) -> None:
 
 def render_progress(run: Run, series: dict[str, Series]) -> None:
     head = st.columns([3, 1])
-    title = f"**{run.name}** · `{run.id}`" if run.name else f"`{run.id}`"
-    head[0].markdown(f"{title} · {run.dataset} / {run.model}")
+    head[0].markdown(f"**{plain(run_label(run))}**" + (f" · `{run.id}`" if run.name else ""))
     with head[1]:
         render_status_badge(run, key="train_run_status")
     eta = run.eta()
@@ -158,7 +176,7 @@ def render_outcome(s: Store, run: Run) -> None:
 def render_compare_picker(s: Store, run: Run) -> list[Overlay]:
     """Other runs whose epoch curves are overlaid (dashed) on this run's charts."""
     others = [r for r in s.list_runs(limit=30) if r.id != run.id]
-    labels = {r.id: f"{r.name or r.id} · {r.dataset}/{r.model}" for r in others}
+    labels = {r.id: run_label(r) for r in others}
     if "train_compare" in st.session_state:  # forget runs deleted (or scrolled out) meanwhile
         st.session_state["train_compare"] = [
             i for i in st.session_state["train_compare"] if i in labels]

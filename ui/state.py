@@ -17,7 +17,6 @@ from core.runs.store import Run, Store
 from core.workspace import resolve_home
 
 ACTIVE_RUN = "active_run"  # the run every page works on (sidebar picker, Train, later pages)
-ROUTED = "_routed"  # set by app.py: this session has run through the router
 ROOT = Path(__file__).resolve().parent.parent
 
 

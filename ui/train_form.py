@@ -11,8 +11,10 @@ from typing import Any
 
 import streamlit as st
 
-from core.catalog import default_model, get_choice, model_choices
 from core.config import AMP_MODES, AUGMENTATIONS, OPTIMIZERS, SCHEDULERS, RunConfig
+from core.errors import ModelNotFound
+from core.models import ModelSpec, default_model, get_spec, list_models
+from ui.format import plain
 from ui.state import flash
 
 MONITORS = ("val/loss", "val/acc", "train/loss", "train/acc")
@@ -33,6 +35,18 @@ _FIELDS: dict[str, tuple[str, str]] = {
 _NONE_AS = {"image_size": 0, "patience": 0, "max_grad_norm": 0.0, "weights": ""}
 
 
+def model_choices(modality: str) -> list[str]:
+    """The registered models that accept ``modality``, in registry order."""
+    return [spec.name for spec in list_models(modality)]
+
+
+def model_spec(name: str) -> ModelSpec | None:
+    try:
+        return get_spec(name)
+    except ModelNotFound:
+        return None
+
+
 def suggested_config(info: Any, model: str) -> RunConfig:
     """Sensible defaults for ``model`` on the dataset ``info`` (a DatasetInfo)."""
     cfg = RunConfig()
@@ -43,7 +57,7 @@ def suggested_config(info: Any, model: str) -> RunConfig:
         t.epochs, t.batch_size, t.lr = 30, 32, 1e-3
     else:
         t.epochs, t.batch_size, t.lr = 10, 64, 1e-3
-    choice = get_choice(model)
+    choice = model_spec(model)
     if choice is not None and choice.pretrained_available:
         # torchvision backbones downsample 32x: tiny images are upscaled to stay useful.
         t.batch_size, t.lr = 32, 5e-4
@@ -76,7 +90,7 @@ def state_to_config() -> RunConfig:
         t["mode"] = "max" if t["monitor"].endswith("acc") else "min"
     for name in ("epochs", "batch_size", "step_size", "grad_accum", "seed", "nproc"):
         t[name] = int(t[name])
-    choice = get_choice(raw["model"]["name"])
+    choice = model_spec(raw["model"]["name"])
     raw["model"]["pretrained"] = bool(raw["model"]["pretrained"] and choice
                                       and choice.pretrained_available)
     raw["data"]["augment"] = list(raw["data"]["augment"] or [])
@@ -108,11 +122,12 @@ def prefill_from(run_config: dict[str, Any], label: str, infos: dict[str, Any]) 
     """Callback for Clone: the form takes another run's config."""
     cfg = RunConfig.from_dict(run_config)
     if cfg.data.dataset not in infos:
-        flash(f"Cannot clone: dataset {cfg.data.dataset!r} no longer exists.", "error")
+        flash(f"Cannot clone: the dataset {plain(cfg.data.dataset)} no longer exists.",
+              "error")
         return
     config_to_state(cfg, run_name=f"{label} (clone)")
-    flash(f"The form below is prefilled with the config of {label}. Change it and launch.",
-          "info")
+    flash(f"The form below is prefilled with the config of {plain(label)}. Change it and "
+          "launch.", "info")
 
 
 def render_new_run_form(infos: dict[str, Any]) -> tuple[RunConfig, str] | None:
@@ -126,7 +141,7 @@ def render_new_run_form(infos: dict[str, Any]) -> tuple[RunConfig, str] | None:
     if st.session_state.get("train_model") not in choices:
         st.session_state["train_model"] = default_model(info.modality)
     right.selectbox("Model", choices, key="train_model", on_change=apply_defaults, args=(infos,),
-                    help=" · ".join(f"{c}: {get_choice(c).description}" for c in choices))
+                    help=" · ".join(f"{c}: {model_spec(c).description}" for c in choices))
     st.caption(f"{info.modality} data, {len(info.classes)} classes, "
                f"{info.split_counts.get('train', 0)} training samples")
     with st.form("train_form", border=False):
@@ -163,7 +178,7 @@ def _render_basic() -> None:
 
 def _render_advanced(info: Any) -> None:
     is_image = info.modality == "image"
-    choice = get_choice(st.session_state.get("train_model", ""))
+    choice = model_spec(st.session_state.get("train_model", ""))
     c = st.columns(4)
     c[0].number_input("Weight decay", 0.0, 1.0, key="train_weight_decay", format="%.6f",
                       step=1e-4, help="L2 penalty (decoupled for adamw).")

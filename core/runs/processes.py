@@ -22,9 +22,9 @@ def spawn_detached(argv: Sequence[str], log_path: Path,
 
     Returns (pid, start time). The process outlives its parent (the UI or the shell).
     """
-    existing = os.environ.get("PYTHONPATH", "")
-    full_env = {**os.environ, **(env or {}),
-                "PYTHONPATH": str(PROJECT_ROOT) + (os.pathsep + existing if existing else "")}
+    # No PYTHONPATH: the child starts in the project folder, where ``python -m`` finds ``core``
+    # (as an installed package, ``pip install -e .``, finds it from anywhere).
+    full_env = {**os.environ, **(env or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([sys.executable, *argv], cwd=PROJECT_ROOT, env=full_env,

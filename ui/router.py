@@ -1,0 +1,71 @@
+"""The router: how every page gets the app's shell (shared state and sidebar), in one place.
+
+``app.py`` calls :func:`enter_app` then :func:`render_shell` around ``st.navigation``; every page
+in ``pages/`` starts with :func:`require_router`. Nothing else touches Streamlit's routing.
+
+Why a workaround at all: a folder named ``pages/`` beside ``app.py`` turns on Streamlit's legacy
+multipage mode (``PagesManager.uses_pages_directory``, a private class attribute that Streamlit
+sets from the folder's existence and that only ``st.navigation`` turns off). While it is on, a deep
+link such as ``/train`` runs ``pages/train.py`` alone, without ``app.py``, so without the sidebar
+and the shared state. That happens to a tab reconnecting after a server restart (no session has
+run ``app.py`` yet), and ``AppTest`` turns the mode back on before every run. The folder keeps its
+name (the project's specified layout), so :func:`require_router` turns the mode off itself.
+``tests/test_page_router.py`` fails loudly if a Streamlit upgrade renames or drops the attribute.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui.components import render_sidebar
+from ui.state import ACTIVE_RUN, adopt_run_from_url, store
+
+ROUTED = "_routed"  # session state: this session has run through app.py at least once
+LEGACY_FLAG = "uses_pages_directory"  # the private PagesManager attribute this module flips
+
+
+def pages_manager() -> type | None:
+    """Streamlit's ``PagesManager`` class, or None for a Streamlit without it."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return None
+    return PagesManager
+
+
+def legacy_mode_on() -> bool:
+    """True while Streamlit would run a page of ``pages/`` on its own (the legacy mode)."""
+    manager = pages_manager()
+    return bool(manager is not None and getattr(manager, LEGACY_FLAG, False))
+
+
+def enter_app() -> None:
+    """``app.py``'s first step: the session's shared state, and a mark that it was routed."""
+    st.session_state[ROUTED] = True
+    _shared_state()
+
+
+def _shared_state() -> None:
+    st.session_state.setdefault(ACTIVE_RUN, None)
+    adopt_run_from_url()
+
+
+def render_shell() -> None:
+    """What every page shares: the sidebar (workspace, active run picker, version)."""
+    render_sidebar(store())
+
+
+def require_router() -> None:
+    """First line of every page: make sure it has the app's shell, however Streamlit ran it.
+
+    Through ``app.py`` (the legacy mode is off) this does nothing. Run alone: turn the legacy mode
+    off, then on the session's first run (no widget event to lose) rerun through ``app.py``;
+    otherwise keep this run and draw the shell here, as ``app.py`` would have.
+    """
+    if not legacy_mode_on():
+        return
+    setattr(pages_manager(), LEGACY_FLAG, False)
+    if not st.session_state.get(ROUTED):
+        st.rerun()
+    _shared_state()
+    render_shell()
