@@ -85,3 +85,54 @@ def _inside(home: Path, path: Path) -> Path:
     if not resolved.is_relative_to(home.resolve()):
         raise InvalidName(f"{path.name!r} resolves outside the workspace ({resolved}).")
     return path
+
+
+class Workspace:
+    """One workspace, built once at the edge (CLI, page, job): its paths and its run store.
+
+    The store opens on first use and closes with the workspace (``with Workspace.open(h) as
+    ws:``), so code handed a workspace never opens or leaks connections of its own.
+    """
+
+    def __init__(self, home: Path):
+        self.home = home
+        self._store = None
+
+    @classmethod
+    def open(cls, home: str | os.PathLike | None = None) -> Workspace:
+        return cls(resolve_home(home))
+
+    @property
+    def store(self):  # -> core.runs.store.Store (imported late: the store imports this module)
+        if self._store is None:
+            from core.runs.store import Store
+
+            self._store = Store(self.home)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.home)!r})"
+
+    @property
+    def db_path(self) -> Path:
+        return db_path(self.home)
+
+    def run_dir(self, run_id: str) -> Path:
+        return run_dir(self.home, run_id)
+
+    def dataset_dir(self, name: str) -> Path:
+        return dataset_dir(self.home, name)
+
+    def bundle_dir(self, run_id: str, bundle: str) -> Path:
+        return bundle_dir(self.home, run_id, bundle)

@@ -1,131 +1,225 @@
-"""Background jobs: launch, cancel, resume, delete, and reconcile after a crash.
+"""One model of background work: submit, the queue, reconcile, cancel.
 
-A job is a detached process (``core.runs.processes``) running ``python -m core _job RUN``, or
-``torchrun`` around it for ``nproc > 1``. The store keeps its pid and the process's start time,
-so a pid reused by another program after a crash is not taken for the job. This module never
-imports torch.
+Every long action is a job: a detached process (``core.runs.processes``) running
+``python ARGV --home HOME --job ID``, whose row in the store carries its status, progress, result
+and error. A workspace **queue** caps how many *heavy* jobs (training and the like) run at once;
+light ones (evaluate, explain, export, serve) start at once. The queue lives in the store, so it
+survives the app and the machine: whoever calls :func:`reconcile` (the pages, every CLI command, a
+job that ends) starts what is due. This module never imports torch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from core.config import RunConfig
-from core.errors import InvalidRunState
+from core.errors import InvalidConfig, InvalidRunState
 from core.runs.processes import is_alive, signal_group, spawn_detached, wait_dead
-from core.runs.store import ACTIVE, Run, Store
+from core.runs.records import ACTIVE, HEAVY_KINDS, Job
+from core.runs.store import Store
 from core.workspace import run_dir
 
 log = logging.getLogger(__name__)
 
-
-def create_run(store: Store, config: RunConfig, name: str = "") -> Run:
-    """Validate the config, record a queued run and write its ``config.json``."""
-    from core.data import get_info  # validates the dataset name (cheap, torch-free)
-
-    config.validate()
-    get_info(config.data.dataset, store.home)
-    run = store.create_run(config.to_dict(), name=name)
-    folder = run_dir(store.home, run.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save(folder / "config.json")
-    return run
+MAX_JOBS_ENV = "LAB2MARKET_MAX_JOBS"
+MAX_JOBS_SETTING = "max_jobs"
+CANCEL_GRACE_S = 20.0  # SIGTERM, then this long to checkpoint and exit, then SIGKILL
+START_GRACE_S = 30.0  # a claimed job may take this long to record its pid
 
 
-def launch(store: Store, config: RunConfig, name: str = "") -> Run:
-    """Create a run and start it in the background; returns at once."""
-    run = create_run(store, config, name)
-    spawn(store, run.id)
-    return store.get_run(run.id)
+# -- the queue -----------------------------------------------------------------------------------
 
 
-def job_command(run_id: str, home: Path, nproc: int = 1, resume: bool = False) -> list[str]:
-    """The arguments after ``python``: the job body, under torchrun when distributed."""
-    args = ["-m", "core", "_job", run_id, "--home", str(home)] + (["--resume"] if resume else [])
-    if nproc > 1:
-        return ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                *args]
-    return args
+def default_max_jobs() -> int:
+    """One heavy job per GPU, else one: on CPU two trainings only slow each other down."""
+    gpus = Path("/proc/driver/nvidia/gpus")  # torch-free: no CUDA initialisation in the UI
+    try:
+        return max(1, sum(1 for _ in gpus.iterdir()))
+    except OSError:
+        return 1
 
 
-def spawn(store: Store, run_id: str, resume: bool = False) -> int:
-    """Start the job process detached from this one; it outlives the UI or the shell."""
-    run = store.get_run(run_id)
-    nproc = run.config["train"]["nproc"]
+def max_jobs(store: Store) -> tuple[int, str]:
+    """How many heavy jobs may run at once, and where that number comes from."""
+    env = os.environ.get(MAX_JOBS_ENV)
+    if env:
+        return _check_max_jobs(env, MAX_JOBS_ENV), MAX_JOBS_ENV
+    stored = store.get_setting(MAX_JOBS_SETTING)
+    if stored:
+        return int(stored), "workspace setting"
+    return default_max_jobs(), "default"
+
+
+def set_max_jobs(store: Store, value: int | str) -> int:
+    """Store the workspace's cap (the page control and ``queue --max-jobs``), then start what
+    the new cap lets through."""
+    value = _check_max_jobs(value, "max jobs")
+    store.set_setting(MAX_JOBS_SETTING, str(value))
+    dispatch(store)
+    return value
+
+
+def _check_max_jobs(value: int | str, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if not 1 <= number <= 64:
+        raise InvalidConfig(f"{what} must be a whole number from 1 to 64, got {value!r}.")
+    return number
+
+
+def submit(store: Store, run_id: str, kind: str, argv: Sequence[str], key: str = "") -> Job:
+    """Queue a job (``argv``: the arguments after ``python``) and start it if it is due."""
+    store.get_run(run_id)  # a clear error for an unknown run, before anything is queued
+    job = store.create_job(run_id, kind, argv, key=key, heavy=kind in HEAVY_KINDS)
+    dispatch(store)
+    return store.get_job(job.id)
+
+
+def dispatch(store: Store) -> list[str]:
+    """Start every queued job that is due; returns their ids."""
+    slots, _ = max_jobs(store)
+    started = []
+    while (job := store.claim_next_job(slots)) is not None:
+        try:
+            _spawn(store, job)
+        except OSError as exc:  # cannot even start (no disk for the log, fork failed)
+            store.set_job_status(job.id, "failed", error=f"could not start: {exc}")
+            _settle_run(store, job, "failed", f"could not start: {exc}")
+            continue
+        started.append(job.id)
+    return started
+
+
+def _spawn(store: Store, job: Job) -> None:
     env = {}
     # Two cores shared by several jobs: OpenMP threads that spin-wait for each other make every
-    # job several times slower, so a job that is not alone (or is one of N DDP ranks) gets one.
-    if nproc > 1 or len(store.active_runs()) > 1:
+    # job several times slower, so a job that is not alone (or is a DDP launcher) gets one.
+    if len(store.active_jobs()) > 1 or "torch.distributed.run" in job.argv:
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
-    pid, start = spawn_detached(job_command(run_id, store.home, nproc, resume),
-                                run_dir(store.home, run_id) / "log.txt", env)
-    store.update_run(run_id, pid=pid, pid_start=start, heartbeat=time.time())
-    return pid
+    argv = [*job.argv, "--home", str(store.home), "--task", job.id]
+    log_file = "log.txt" if job.kind == "train" else f"job-{job.kind}.log"
+    pid, start = spawn_detached(argv, run_dir(store.home, job.run_id) / log_file, env)
+    store.update_job(job.id, pid=pid, pid_start=start)
 
 
-def cancel(store: Store, run_id: str, timeout: float = 20.0) -> Run:
-    """SIGTERM the job (it checkpoints and ends ``cancelled``), SIGKILL after ``timeout``."""
-    run = store.get_run(run_id)
-    if run.status not in ACTIVE:
-        raise InvalidRunState(f"Run {run_id} is {run.status}; only queued or running runs can "
-                              "be cancelled.")
-    if run.pid and is_alive(run.pid, run.pid_start):
-        signal_group(run.pid, signal.SIGTERM)
-        if not wait_dead(run.pid, run.pid_start, timeout):
-            log.warning("Run %s ignored SIGTERM for %.0fs; killing it", run_id, timeout)
-            signal_group(run.pid, signal.SIGKILL)
-            wait_dead(run.pid, run.pid_start, 5.0)
-    # The job sets "cancelled" itself after checkpointing; this covers a job that was killed,
-    # never started, or died first.
-    if store.set_status(run_id, "cancelled", expect=ACTIVE):
-        store.add_event(run_id, "cancelled", "Cancelled")
-    return store.get_run(run_id)
-
-
-def resume(store: Store, run_id: str, detach: bool = True) -> Run:
-    """Continue an interrupted or cancelled run from its last checkpoint, in the same run id."""
-    reconcile(store)
-    run = store.get_run(run_id)
-    if run.status not in ("interrupted", "cancelled"):
-        raise InvalidRunState(f"Run {run_id} is {run.status}; only interrupted or cancelled "
-                              "runs can be resumed (clone a failed run to try again).")
-    has_checkpoint = (run_dir(store.home, run_id) / "checkpoints" / "last.pt").is_file()
-    store.update_run(run_id, error=None)
-    store.set_status(run_id, "queued")
-    if detach:
-        spawn(store, run_id, resume=has_checkpoint)
-    return store.get_run(run_id)
-
-
-def delete(store: Store, run_id: str) -> None:
-    """Remove a finished run with its artifacts; a live run must be cancelled first."""
-    reconcile(store)
-    run = store.get_run(run_id)
-    if run.status in ACTIVE:
-        raise InvalidRunState(f"Run {run_id} is {run.status}; stop it before deleting it.")
-    shutil.rmtree(run_dir(store.home, run_id), ignore_errors=True)
-    store.delete_run(run_id)
+# -- reconcile -----------------------------------------------------------------------------------
 
 
 def reconcile(store: Store) -> list[str]:
-    """Mark runs whose process is gone without a terminal status as ``interrupted``."""
+    """Settle work whose process is gone, then start what is due. Cheap: active rows only.
+
+    A job (or a run) whose process ended without a terminal status becomes ``interrupted``; a
+    training job's run with it, so it can be resumed.
+    """
+    changed = []
+    now = time.time()
+    for job in store.active_jobs():
+        if job.status == "queued":
+            continue
+        if job.pid is None and now - (job.started_at or now) < START_GRACE_S:
+            continue
+        if job.pid is not None and is_alive(job.pid, job.pid_start):
+            continue
+        message = "The job's process ended without finishing (killed or crashed)."
+        if store.set_job_status(job.id, "interrupted", error=message):
+            changed.append(job.id)
+            _settle_run(store, job, "interrupted", message + " Resume it to continue.")
+    changed += _reconcile_orphan_runs(store, now)
+    dispatch(store)
+    return changed
+
+
+def _reconcile_orphan_runs(store: Store, now: float) -> list[str]:
+    """Active runs with no active job: started by hand (``train --create-only`` + torchrun)."""
+    busy = {j.run_id for j in store.active_jobs() if j.kind in HEAVY_KINDS}
     changed = []
     for run in store.active_runs():
-        if run.pid is None:
-            # Queued but never spawned (the launcher itself died): stale after a grace period.
-            if time.time() - run.created_at < 30:
-                continue
-        elif is_alive(run.pid, run.pid_start):
+        if run.id in busy:
+            continue
+        if run.pid is None and now - run.created_at < START_GRACE_S:
+            continue
+        if run.pid is not None and is_alive(run.pid, run.pid_start):
             continue
         if store.set_status(run.id, "interrupted", expect=ACTIVE,
-                            error="The job's process ended without finishing the run "
+                            error="The run's process ended without finishing the run "
                                   "(killed or crashed). Resume it to continue."):
             store.add_event(run.id, "interrupted", "Process gone; marked interrupted",
                             level="warning")
             changed.append(run.id)
     return changed
+
+
+def _settle_run(store: Store, job: Job, status: str, message: str) -> None:
+    """A training job's outcome is also its run's, unless the run already ended itself."""
+    if job.kind not in HEAVY_KINDS:
+        return
+    if store.set_status(job.run_id, status, expect=ACTIVE, error=message):
+        store.add_event(job.run_id, status, message, level="warning")
+
+
+# -- cancel --------------------------------------------------------------------------------------
+
+
+def cancel_job(store: Store, job_id: str, grace: float = CANCEL_GRACE_S) -> Job:
+    """Stop a job: a queued one never starts; a running one gets SIGTERM (its process group),
+    ``grace`` seconds to finish cleanly (a training job checkpoints), then SIGKILL.
+
+    The status says which happened: ``cancelled`` when it stopped cleanly, ``interrupted`` when
+    it had to be killed (work since its last checkpoint is lost). A job that already ended keeps
+    its status (InvalidRunState).
+    """
+    job = store.get_job(job_id)
+    if not job.is_active:
+        raise InvalidRunState(f"Job {job_id} is {job.status}; only queued or running jobs can "
+                              "be cancelled.")
+    if store.set_job_status(job_id, "cancelled", expect=("queued",),
+                            error="Cancelled before it started."):
+        _settle_run(store, job, "cancelled", "Cancelled before it started.")
+        return store.get_job(job_id)
+    store.request_cancel(job_id)
+    job = store.get_job(job_id)
+    killed = False
+    if job.pid and is_alive(job.pid, job.pid_start):
+        signal_group(job.pid, signal.SIGTERM)
+        if not wait_dead(job.pid, job.pid_start, grace):
+            log.warning("Job %s ignored SIGTERM for %.0f s; killing it", job_id, grace)
+            signal_group(job.pid, signal.SIGKILL)
+            wait_dead(job.pid, job.pid_start, 5.0)
+            killed = True
+    if killed:
+        message = (f"Killed: it did not stop within {grace:.0f} s of the cancel request; "
+                   "work since its last checkpoint is lost.")
+        store.set_job_status(job_id, "interrupted", error=message)
+        _settle_run(store, job, "interrupted", message)
+    elif store.set_job_status(job_id, "cancelled", error="Cancelled."):
+        # The process was already gone (or never recorded its pid) without a terminal status.
+        _settle_run(store, job, "cancelled", "Cancelled.")
+    dispatch(store)
+    return store.get_job(job_id)
+
+
+def active_job(store: Store, run_id: str, kinds: Sequence[str] | None = None) -> Job | None:
+    """The run's oldest active job (of ``kinds``), if any."""
+    found = [j for j in store.active_jobs(run_id) if kinds is None or j.kind in kinds]
+    return found[0] if found else None
+
+
+def python_core(*args: str) -> list[str]:
+    """``-m core ARGS``: the argv of a job that runs a CLI command."""
+    return ["-m", "core", *args]
+
+
+# Transitional: the run lifecycle used to live here; callers move to ``core.runs``.
+from core.runs.lifecycle import cancel, create_run, delete, launch, resume  # noqa: E402,F401
+
+
+def spawn(store: Store, run_id: str, **kwargs: bool) -> int:
+    from core.runs.lifecycle import enqueue_training
+
+    return enqueue_training(store, run_id, **kwargs).pid or 0

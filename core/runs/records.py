@@ -1,16 +1,29 @@
-"""The records the run store hands out: runs, tasks and events, with JSON columns decoded."""
+"""The records the run store hands out: runs, jobs and events, with JSON columns decoded.
+
+A **run** is a model being made (trained, a tuning trial, pruned, distilled, an ensemble, a CV
+fold), with its lineage (``kind``, ``parent_run``). A **job** is one piece of background work on a
+run — training it, evaluating, explaining, exporting, serving — with the same statuses, progress,
+result and error whatever its kind.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 ACTIVE = ("queued", "running")
 TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-STATUSES = ACTIVE + TERMINAL
+STATUSES = (*ACTIVE, *TERMINAL, "pruned")  # "pruned": a tuning trial stopped by its study
+RESUMABLE = ("interrupted", "cancelled")
+
+# How a run came to be (its lineage); shown in the runs table and in `status RUN`.
+RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold")
+# Jobs that hold a slot of the workspace queue. Everything else (evaluate, explain, predict,
+# export, bench, serve) is light and never waits behind a training job.
+HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv"})
 
 
 @dataclass
@@ -37,6 +50,8 @@ class Run:
     best_metric: float | None = None
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    kind: str = "trained"
+    parent_run: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -73,14 +88,16 @@ class Event:
 
 
 @dataclass
-class Task:
-    """A background piece of work on a run (evaluate, explain, export, ...), with progress."""
+class Job:
+    """One piece of background work on a run, with its progress and outcome."""
 
     id: str
     run_id: str
-    kind: str
-    key: str
-    status: str  # queued | running | completed | failed | interrupted
+    kind: str  # train, evaluate, explain, export, bench, serve, ...
+    key: str  # what the job is about within its kind (a split, an input hash, a format)
+    heavy: bool  # holds a slot of the workspace queue while it runs
+    argv: list[str]  # the process's arguments after `python`
+    status: str
     done: int
     total: int
     message: str
@@ -88,7 +105,10 @@ class Task:
     result: Any
     pid: int | None
     pid_start: str | None
+    cancel_requested: bool
     created_at: float
+    started_at: float | None
+    ended_at: float | None
     updated_at: float
 
     @property
@@ -100,17 +120,21 @@ class Task:
         return min(1.0, self.done / self.total) if self.total else 0.0
 
 
-
-def run_from_row(row: sqlite3.Row) -> Run:
+def run_from_row(row: Mapping[str, Any]) -> Run:
     values = dict(row)
     values["config"] = json.loads(values["config"])
     values["summary"] = json.loads(values["summary"] or "{}")
     return Run(**values)
 
 
-def task_from_row(row: sqlite3.Row) -> Task:
+def job_from_row(row: Mapping[str, Any]) -> Job:
     values = dict(row)
     values["result"] = json.loads(values["result"]) if values["result"] else None
-    return Task(**values)
+    values["argv"] = json.loads(values["argv"])
+    values["heavy"] = bool(values["heavy"])
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    return Job(**values)
 
 
+def event_from_row(row: Mapping[str, Any]) -> Event:
+    return Event(**{**dict(row), "data": json.loads(row["data"])})

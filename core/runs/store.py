@@ -16,17 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import RunNotFound
+from core.runs.jobtable import JOBS_SCHEMA, JobTable
 from core.runs.records import (  # noqa: F401  (re-exported: callers import them from the store)
     ACTIVE,
     STATUSES,
     TERMINAL,
     Event,
+    Job,
     Run,
-    Task,
+    event_from_row,
     run_from_row,
-    task_from_row,
 )
-from core.workspace import db_path, resolve_home
+from core.workspace import check_name, db_path, resolve_home
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,7 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     total_steps INTEGER NOT NULL DEFAULT 0,
     best_metric REAL,
     error TEXT,
-    summary TEXT NOT NULL DEFAULT '{}'
+    summary TEXT NOT NULL DEFAULT '{}',
+    kind TEXT NOT NULL DEFAULT 'trained',
+    parent_run TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at);
 CREATE TABLE IF NOT EXISTS metrics (
@@ -70,23 +73,6 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    total INTEGER NOT NULL DEFAULT 0,
-    message TEXT NOT NULL DEFAULT '',
-    error TEXT,
-    result TEXT,
-    pid INTEGER,
-    pid_start TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tasks_run ON tasks(run_id, kind, key, created_at);
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -94,11 +80,22 @@ CREATE TABLE IF NOT EXISTS artifacts (
     created_at REAL NOT NULL,
     PRIMARY KEY (run_id, kind, path)
 );
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+
+# Columns added after the first release: (table, column, definition). Opening an older
+# workspace adds them, so its runs stay readable.
+_MIGRATIONS = (
+    ("runs", "kind", "TEXT NOT NULL DEFAULT 'trained'"),
+    ("runs", "parent_run", "TEXT"),
+)
 
 _RUN_COLUMNS = (
     "id name status dataset model config created_at started_at ended_at pid pid_start heartbeat "
-    "device epoch total_epochs step total_steps best_metric error summary"
+    "device epoch total_epochs step total_steps best_metric error summary kind parent_run"
 ).split()
 
 
@@ -107,22 +104,66 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-class Store:
-    """Reads and writes the run store. Cheap to create; one per process or thread."""
+class Store(JobTable):
+    """Reads and writes the run store. Cheap to create; one per process or thread.
+
+    A context manager: ``with Store(home) as store: ...`` closes the connection.
+    """
 
     def __init__(self, home: str | Path | None = None, timeout: float = 30.0):
         self.home = resolve_home(home)
         self.path = db_path(self.home)
-        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                     check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)  # idempotent; executescript manages its transaction
+        self.read_only = False
+        self._conn = None
+        try:
+            self._conn = self._connect("rwc", timeout)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA + JOBS_SCHEMA)  # idempotent
+            self._migrate()
+        except sqlite3.OperationalError:
+            if self._conn is not None:
+                self._conn.close()
+            # A read-only or full disk: still let `runs` and `status` read what is there.
+            # Writes then fail with SQLite's own message, which the CLI and pages turn into
+            # one line ("the workspace is read-only / full").
+            if not self.path.is_file():
+                raise
+            self._conn = self._open_read_only(timeout)
+            self.read_only = True
+
+    def _connect(self, mode: str, timeout: float, extra: str = "") -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{self.path.as_uri()}?mode={mode}{extra}", uri=True,
+                               timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        return conn
+
+    def _open_read_only(self, timeout: float) -> sqlite3.Connection:
+        conn = self._connect("ro", timeout)
+        try:
+            conn.execute("SELECT COUNT(*) FROM runs").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # WAL readers need the -shm file; on read-only media it cannot be created, and
+            # `immutable` (nobody else writes a read-only disk) reads without it.
+            conn.close()
+            return self._connect("ro", timeout, "&immutable=1")
+
+    def _migrate(self) -> None:
+        for table, column, definition in _MIGRATIONS:
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -138,18 +179,20 @@ class Store:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def create_run(self, config: dict[str, Any], name: str = "", run_id: str | None = None) -> Run:
-        run_id = run_id or new_run_id()
+    def create_run(self, config: dict[str, Any], name: str = "", run_id: str | None = None,
+                   kind: str = "trained", parent_run: str | None = None) -> Run:
+        run_id = check_name("run", run_id or new_run_id())
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, status, dataset, model, config, created_at, "
-                "total_epochs) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                "total_epochs, kind, parent_run) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, name, config["data"]["dataset"], config["model"]["name"],
-                 json.dumps(config), time.time(), config["train"]["epochs"]),
+                 json.dumps(config), time.time(), config["train"]["epochs"], kind, parent_run),
             )
         return self.get_run(run_id)
 
     def get_run(self, run_id: str) -> Run:
+        # An id that cannot be a run id (``..``, a path) is simply not found; no path is built.
         row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFound(f"No run with id {run_id!r}. `python -m core runs` lists them.")
@@ -196,8 +239,11 @@ class Store:
         """Move a run to ``status``; with ``expect``, only from one of those statuses.
 
         Returns whether the row changed, so two actors racing (a job ending, reconciliation,
-        cancel) settle on exactly one terminal status.
+        cancel) settle on exactly one terminal status. Without ``expect`` a terminal status is
+        still never overwritten: the move is only from an active status.
         """
+        if expect is None:
+            expect = ACTIVE if status in TERMINAL or status == "pruned" else None
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         now = time.time()
@@ -223,7 +269,7 @@ class Store:
 
     def delete_run(self, run_id: str) -> None:
         with self._write() as conn:
-            for table, col in (("metrics", "run_id"), ("events", "run_id"), ("tasks", "run_id"),
+            for table, col in (("metrics", "run_id"), ("events", "run_id"), ("jobs", "run_id"),
                                ("artifacts", "run_id"), ("runs", "id")):
                 conn.execute(f"DELETE FROM {table} WHERE {col} = ?", (run_id,))
 
@@ -280,47 +326,9 @@ class Store:
             query += " AND kind = ?"
             args.append(kind)
         rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
-        return [Event(**{**dict(r), "data": json.loads(r["data"])}) for r in rows]
+        return [event_from_row(r) for r in rows]
 
-    # -- tasks -----------------------------------------------------------------------------------
-
-    def create_task(self, run_id: str, kind: str, key: str = "") -> Task:
-        task_id = new_run_id()
-        now = time.time()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO tasks (id, run_id, kind, key, status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?)", (task_id, run_id, kind, key, now, now))
-        return self.get_task(task_id)
-
-    def update_task(self, task_id: str, **fields: Any) -> None:
-        if "result" in fields:
-            fields["result"] = json.dumps(fields["result"], default=str)
-        fields["updated_at"] = time.time()
-        cols = ", ".join(f"{k} = ?" for k in fields)
-        with self._write() as conn:
-            conn.execute(f"UPDATE tasks SET {cols} WHERE id = ?", (*fields.values(), task_id))
-
-    def get_task(self, task_id: str) -> Task:
-        row = self._conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        if row is None:
-            raise RunNotFound(f"No task with id {task_id!r}.")
-        return task_from_row(row)
-
-    def latest_task(self, run_id: str, kind: str, key: str | None = None) -> Task | None:
-        query = "SELECT * FROM tasks WHERE run_id = ? AND kind = ?"
-        args: list[Any] = [run_id, kind]
-        if key is not None:
-            query += " AND key = ?"
-            args.append(key)
-        row = self._conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT 1",
-                                 args).fetchone()
-        return task_from_row(row) if row else None
-
-    def active_tasks(self) -> list[Task]:
-        rows = self._conn.execute(
-            "SELECT * FROM tasks WHERE status IN ('queued', 'running')").fetchall()
-        return [task_from_row(r) for r in rows]
+    # -- artifacts and settings ------------------------------------------------------------------
 
     def add_artifact(self, run_id: str, kind: str, path: str) -> None:
         with self._write() as conn:
@@ -333,6 +341,16 @@ class Store:
             "SELECT kind, path, created_at FROM artifacts WHERE run_id = ? ORDER BY created_at",
             (run_id,)).fetchall()
         return [dict(r) for r in rows]
+
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)",
+                         (key, value))
 
 
 def _run_filter(status: str | None, search: str) -> tuple[str, tuple[Any, ...]]:

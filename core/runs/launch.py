@@ -1,0 +1,64 @@
+"""Typed launchers: the one place that turns a request into a job's command line.
+
+Pages and ``ui/`` call these and never build argv themselves; each returns the queued (or
+already started) :class:`~core.runs.records.Job`, whose row the page then watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.runs.jobs import python_core, submit
+from core.runs.records import Job
+from core.runs.store import Store
+
+
+def start_evaluate(store: Store, run_id: str, split: str = "test") -> Job:
+    """Predict ``split`` once and store it (``evaluate RUN --split S``)."""
+    return submit(store, run_id, "evaluate", python_core("evaluate", run_id, "--split", split),
+                  key=split)
+
+
+def start_explain(store: Store, run_id: str, file: str | Path, methods: Sequence[str],
+                  target: int | None = None,
+                  params: Mapping[str, Mapping[str, Any]] | None = None,
+                  key: str = "") -> Job:
+    """Explain one input with ``methods`` (per-method ``params``); ``target`` None: predicted."""
+    argv = ["explain", run_id, str(file), "--method", ",".join(methods)]
+    if target is not None:
+        argv += ["--target", str(int(target))]
+    for method, values in (params or {}).items():
+        for name, value in values.items():
+            argv += ["--param", f"{method}.{name}={value}"]
+    return submit(store, run_id, "explain", python_core(*argv), key=key)
+
+
+def start_explain_summary(store: Store, run_id: str, target: int, rows: int,
+                          key: str = "") -> Job:
+    """SHAP over ``rows`` test rows of a tabular run, for class ``target``."""
+    argv = ["explain", run_id, "--summary", "--target", str(int(target)), "--rows", str(rows)]
+    return submit(store, run_id, "explain", python_core(*argv), key=key)
+
+
+def start_export(store: Store, run_id: str, fmt: str, quantize: str | None = None) -> Job:
+    """Export a checked bundle (``export RUN --format onnx|torchscript [--quantize int8]``)."""
+    argv = ["export", run_id, "--format", fmt] + (["--quantize", quantize] if quantize else [])
+    return submit(store, run_id, "export", python_core(*argv), key=f"{fmt}-{quantize or 'fp32'}")
+
+
+def start_bench(store: Store, run_id: str, budget_s: float) -> Job:
+    """Eager, TorchScript, ONNX fp32 and int8 side by side (``bench RUN``)."""
+    return submit(store, run_id, "bench",
+                  python_core("bench", run_id, "--budget", str(float(budget_s))))
+
+
+def start_serve(store: Store, run_id: str, bundle: str, port: int, max_concurrency: int = 4,
+                token_file: str | Path | None = None) -> Job:
+    """Serve one of the run's bundles on 127.0.0.1:``port`` until cancelled."""
+    argv = ["serve", run_id, "--bundle", bundle, "--port", str(int(port)),
+            "--max-concurrency", str(int(max_concurrency))]
+    if token_file is not None:
+        argv += ["--token-file", str(token_file)]  # never the token itself on a command line
+    return submit(store, run_id, "serve", python_core(*argv), key=bundle)
