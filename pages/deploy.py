@@ -1,7 +1,7 @@
 """Deploy: export a run (ONNX / TorchScript, int8), compare latencies, download the bundle, and
 serve it over HTTP with a live view of the requests.
 
-Every action is a background task (``python -m core export | bench | serve``); the page draws
+Every action is a background job (``python -m core export | bench | serve``); the page draws
 what the store, the bundles and the server's request log hold.
 """
 
@@ -11,8 +11,8 @@ import streamlit as st
 
 from core.deploy.serve import read_state
 from core.errors import UserError
+from core.runs import reconcile
 from core.runs.store import Store
-from core.runs.tasks import reconcile_tasks
 from ui import state
 from ui.deploy_views import (
     EXPORTS,
@@ -21,24 +21,23 @@ from ui.deploy_views import (
     render_latency,
     render_live,
     render_server_info,
-    render_task_error,
     start_bench,
     start_export,
     start_server,
     stop_server,
-    watch_task,
 )
+from ui.jobs import render_job, watch_job
 from ui.router import require_router
 from ui.runs import pick_run_with_checkpoint
 
 
 def render_export(s: Store, run) -> list:
     st.subheader("Export")
-    task = s.latest_task(run.id, "export")
-    if task is not None and task.is_active:
-        watch_task(task.id, f"Exporting {task.key}")
+    job = s.latest_job(run.id, "export")
+    if job is not None and job.is_active:
+        watch_job(job.id, f"Exporting {job.key}")
     else:
-        render_task_error(task, "The last export")
+        render_job(job, "The last export")
         left, right = st.columns([3, 1], vertical_alignment="bottom")
         choice = left.segmented_control("Format", list(EXPORTS), key="deploy_format",
                                         default="ONNX fp32")
@@ -53,11 +52,11 @@ def render_export(s: Store, run) -> list:
 
 def render_bench(s: Store, run) -> None:
     st.subheader("Latency: eager, TorchScript, ONNX fp32, ONNX int8")
-    task = s.latest_task(run.id, "bench")
-    if task is not None and task.is_active:
-        watch_task(task.id, "Measuring")
+    job = s.latest_job(run.id, "bench")
+    if job is not None and job.is_active:
+        watch_job(job.id, "Measuring")
     else:
-        render_task_error(task, "The last measurement")
+        render_job(job, "The last measurement")
         if st.button("Measure all four", key="deploy_bench", icon=":material/speed:"):
             start_bench(s, run)
             st.rerun()
@@ -66,20 +65,21 @@ def render_bench(s: Store, run) -> None:
 
 def render_serve(s: Store, run, bundles: list) -> None:
     st.subheader("Serve")
-    task = s.latest_task(run.id, "serve")
+    job = s.latest_job(run.id, "serve")
     onnx = [b["bundle"] for b in bundles if b.get("format") == "onnx"]
-    if task is not None and task.is_active:
+    if job is not None and job.is_active:
         render_server_info(run)
         if st.button("Stop the server", key="deploy_stop", icon=":material/stop:"):
-            stop_server(s, task)
+            stop_server(s, job)
             st.rerun()
     elif not onnx:
         st.info("Export an ONNX bundle first: the server runs ONNX bundles only.")
     else:
-        render_task_error(task, "The last server")
+        if job is not None and job.status != "cancelled":  # a stopped server is no news
+            render_job(job, "The last server")
         render_start_form(s, run, onnx)
     if onnx:
-        served = read_state(state.home(), run.id) if task is not None and task.is_active \
+        served = read_state(state.home(), run.id) if job is not None and job.is_active \
             else None
         render_live(run.id, served["bundle"] if served else
                     next(b["path"] for b in bundles if b["bundle"] == onnx[0]),
@@ -110,7 +110,7 @@ require_router()
 st.title("Deploy")
 state.render_flashes()
 s = state.reconciled_store()
-reconcile_tasks(s)  # a server (or export) whose process died shows as stopped, not running
+reconcile(s)  # a server (or export) whose process died shows as stopped, not running
 run = pick_run_with_checkpoint(s, "deploy_run")
 if run is None:
     st.stop()

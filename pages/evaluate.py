@@ -1,7 +1,7 @@
 """Evaluate: how good is this model, where does it fail, and is it better than the last one?
 
 Pick runs and a split; the predictions come from ``runs/<id>/eval/<split>.npz`` (made once by a
-background task, with progress) and every number and chart is derived from that file.
+background job, with progress) and every number and chart is derived from that file.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Explain: why does the model predict what it predicts for *this* input?
 
 Pick an input (a test-split example, an upload, or the sample sent from Evaluate), a target class
-and the methods; each method runs as a background task (its progress drawn here) and its result
+and the methods; each method runs as a background job (its progress drawn here) and its result
 is read back from the run's explanation cache, side by side with its trust checks. This page
 never loads torch: it saves the input, launches ``python -m core explain`` and reads arrays.
 """
@@ -19,16 +19,16 @@ from core.errors import UserError
 from core.explain import effective_params, find_explanation, list_explainers
 from core.explain.cache import SUMMARY_INPUT, read_prediction, save_input_image, save_input_row
 from core.explain.plots import beeswarm_figure
-from core.runs.tasks import launch_task
+from core.runs import launch
 from ui import state
 from ui.explain_views import (
     describe_prediction,
     png_bytes,
     render_results_side_by_side,
-    render_task,
     run_dataset_info,
 )
 from ui.format import plain
+from ui.jobs import render_job, watch_job
 from ui.router import require_router
 from ui.runs import pick_run_with_checkpoint
 
@@ -131,34 +131,16 @@ def pick_methods(info) -> tuple[list[str], dict[str, dict]]:
     return methods, {m: effective_params(m, info.modality, params[m]) for m in methods}
 
 
-def task_key(*parts) -> str:
+def job_key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def launch(s, run, path, methods: list[str], choice: int, params: dict[str, dict],
-           key: str) -> None:
-    argv = ["explain", run.id, str(path), "--method", ",".join(methods)]
-    if choice >= 0:
-        argv += ["--target", str(choice)]
-    for method in methods:
-        argv += [a for k, v in params[method].items() for a in ("--param", f"{method}.{k}={v}")]
-    launch_task(s, run.id, "explain", argv, key=key)
-
-
-def watch(task, key: str, what: str) -> None:
-    """A running task's progress, live; a failed one's error."""
-    if task.is_active:
-        _live_progress(task.run_id, key, what)
+def watch(job, what: str) -> None:
+    """A running job's progress, live (the page redraws when it ends); else how it ended."""
+    if job.is_active:
+        watch_job(job.id, what)
     else:
-        render_task(task, what)
-
-
-@st.fragment(run_every="1s")
-def _live_progress(run_id: str, key: str, what: str) -> None:
-    task = state.store().latest_task(run_id, "explain", key)
-    render_task(task, what)
-    if task is not None and not task.is_active:
-        st.rerun()  # the whole page, which then reads the result from the cache
+        render_job(job, what)
 
 
 def render_explanations(s, run, info, saved) -> None:
@@ -168,15 +150,16 @@ def render_explanations(s, run, info, saved) -> None:
     found = {m: find_explanation(state.home(), run.id, sha, m, params[m], target)
              for m in methods} if target is not None else {m: None for m in methods}
     missing = [m for m in methods if found[m] is None]
-    key = task_key(sha, choice, missing, {m: params[m] for m in missing})
-    task = s.latest_task(run.id, "explain", key)
-    busy = task is not None and task.is_active
+    key = job_key(sha, choice, missing, {m: params[m] for m in missing})
+    job = s.latest_job(run.id, "explain", key)
+    busy = job is not None and job.is_active
     if st.button("Explain", key="explain_run", type="primary", icon=":material/psychology:",
                  disabled=not missing or busy):
-        launch(s, run, path, missing, choice, params, key)
+        launch.start_explain(s, run.id, path, missing, target=choice if choice >= 0 else None,
+                             params={m: params[m] for m in missing}, key=key)
         st.rerun()
-    if missing and task is not None:
-        watch(task, key, "Explaining")
+    if missing and job is not None:
+        watch(job, "Explaining")
     render_results_side_by_side([r for r in found.values() if r is not None], "explain_result")
     if info.modality == "tabular" and target is not None:
         render_summary(s, run, info, target)
@@ -188,16 +171,14 @@ def render_summary(s, run, info, target: int) -> None:
     result = find_explanation(state.home(), run.id, f"{SUMMARY_INPUT}:{SUMMARY_ROWS}",
                               "shap-summary", params, target)
     if result is None:
-        key = task_key("summary", target)
-        task = s.latest_task(run.id, "explain", key)
+        key = job_key("summary", target)
+        job = s.latest_job(run.id, "explain", key)
         if st.button(f"Compute SHAP over {SUMMARY_ROWS} test rows", key="explain_summary",
-                     disabled=task is not None and task.is_active):
-            launch_task(s, run.id, "explain", ["explain", run.id, "--summary", "--target",
-                                               str(target), "--rows", str(SUMMARY_ROWS)],
-                        key=key)
+                     disabled=job is not None and job.is_active):
+            launch.start_explain_summary(s, run.id, target, SUMMARY_ROWS, key=key)
             st.rerun()
-        if task is not None:
-            watch(task, key, "SHAP summary")
+        if job is not None:
+            watch(job, "SHAP summary")
         return
     st.plotly_chart(beeswarm_figure(result.attributions, result.row, result.feature_names,
                                     title=f"SHAP values for class {result.target_label}"),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import runs
 from core.config import RunConfig
 from core.errors import UserError
-from core.runs import jobs
 from core.runs.store import Store
 from ui import state
 from ui.components import render_runs_table
+from ui.jobs import render_queue
 from ui.router import require_router
 from ui.runs import newest_running
 
@@ -31,7 +32,7 @@ def render_quick_start(s: Store) -> None:
                      help=f"A small CNN on the built-in 8x8 digits, {QUICK_EPOCHS} epochs."):
         return
     try:
-        run = jobs.launch(s, quick_config(), name="digits quick start")
+        run = runs.launch(s, quick_config(), name="digits quick start")
     except UserError as exc:
         st.error(str(exc))
         return
@@ -50,6 +51,7 @@ def render_counts(s: Store) -> None:
 
 def render_runs(s: Store) -> None:
     render_counts(s)
+    render_queue(s)
     st.subheader("Runs")
     render_runs_table(s, key="home_runs")
 

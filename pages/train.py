@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import runs
 from core.errors import UserError
-from core.runs import jobs
 from core.runs.store import Run, Store
 from ui import state
 from ui.components import render_delete_confirmation, render_runs_table
@@ -25,7 +25,7 @@ def render_launch(s: Store, infos: dict) -> None:
                 return
             config, name = submitted
             with st.spinner("Starting the job..."):
-                run = jobs.launch(s, config, name=name)
+                run = runs.launch(s, config, name=name)
         except UserError as exc:
             st.error(str(exc))
             return
@@ -41,12 +41,12 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
         if c[0].button("Stop", key="train_stop", icon=":material/stop:",
                        disabled=not run.is_active, width="stretch"):
             with st.spinner("Stopping (the job saves a checkpoint first)..."):
-                jobs.cancel(s, run.id)
+                runs.cancel(s, run.id)
             state.flash(f"Stopped run {run.id}.", "info")
             st.rerun()
         if c[1].button("Resume", key="train_resume", icon=":material/replay:",
                        disabled=run.status not in ("interrupted", "cancelled"), width="stretch"):
-            jobs.resume(s, run.id)
+            runs.resume(s, run.id)
             state.flash(f"Resumed run {run.id} from its last checkpoint.", "info")
             st.rerun()
         c[2].button("Clone", key="train_clone", icon=":material/content_copy:", width="stretch",
@@ -77,7 +77,7 @@ def render_all_runs(s: Store) -> None:
 
 def confirm_delete(s: Store, run: Run) -> None:
     def delete() -> str:
-        jobs.delete(s, run.id)
+        runs.delete(s, run.id)
         state.set_active_run(None)
         return f"Deleted run {run.id}."
 

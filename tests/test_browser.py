@@ -39,12 +39,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 
 def _stop_jobs(home: Path) -> None:
     """Background jobs outlive the server by design; a test must not leave one running."""
-    from core.runs import jobs
+    from core import runs
     from core.runs.store import Store
 
     store = Store(home)
     for run in store.active_runs():
-        jobs.cancel(store, run.id, timeout=10)
+        runs.cancel(store, run.id, timeout=10)
     store.close()
 
 

@@ -36,7 +36,7 @@ def test_export_a_digits_run_and_download_the_bundle(trained, page, artifacts: P
         page.locator(".st-key-deploy_export button").click()
         # The export runs in the background; the page redraws when it is done.
         page.locator(".st-key-deploy_download button").wait_for(timeout=180_000)
-        assert Store(home).latest_task(run_id, "export").status == "completed"
+        assert Store(home).latest_job(run_id, "export").status == "completed"
         page.screenshot(path=str(artifacts / "deploy_exported.png"), full_page=True)
         with page.expect_download(timeout=60_000) as download:
             page.locator(".st-key-deploy_download button").click()

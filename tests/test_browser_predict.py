@@ -56,5 +56,5 @@ def test_predict_an_upload_then_see_its_grad_cam(trained, page, artifacts) -> No
         page.screenshot(path=str(artifacts / "explain_gradcam.png"))
     from core.runs.store import Store
 
-    task = Store(home).latest_task(run_id, "explain")
+    task = Store(home).latest_job(run_id, "explain")
     assert task is not None and task.status == "completed", task and task.error

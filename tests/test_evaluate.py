@@ -249,18 +249,17 @@ def test_cli_prints_metrics_and_errors_exit_2(ws, runs) -> None:
 
 
 def test_evaluate_as_a_background_task(ws, runs) -> None:
-    from core.runs.tasks import launch_task
+    from core.runs.launch import start_evaluate
 
     store = Store(ws)
     run_id = runs["shapes"]
-    task = launch_task(store, run_id, "evaluate", ["evaluate", run_id, "--split", "val"],
-                       key="val")
-    done = wait_for(lambda: (t := store.get_task(task.id)).status in ("completed", "failed")
+    task = start_evaluate(store, run_id, "val")
+    done = wait_for(lambda: (t := store.get_job(task.id)).status in ("completed", "failed")
                     and t, timeout=120, interval=0.2)
     assert done.status == "completed", done.error
     assert done.total == done.done == load_dataset("shapes", ws).size("val")
     assert done.result["split"] == "val" and is_fresh(ws, run_id, "val")
-    assert store.latest_task(run_id, "evaluate", "val").id == task.id
+    assert store.latest_job(run_id, "evaluate", "val").id == task.id
 
 
 # -- edge cases, on synthetic arrays --------------------------------------------------------------

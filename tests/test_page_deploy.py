@@ -26,9 +26,9 @@ from conftest import (
 from PIL import Image
 
 from core.deploy.export import export_run
+from core.runs import cancel_job
 from core.runs.processes import is_alive
 from core.runs.store import Store
-from core.runs.tasks import cancel_task
 
 PAGE = "pages/deploy.py"
 
@@ -41,7 +41,7 @@ def run_id(ws: Path) -> str:
 
 
 def wait_task(store: Store, task_id: str, timeout: float = 150):
-    return wait_for(lambda: (t := store.get_task(task_id)).status not in ("queued", "running")
+    return wait_for(lambda: (t := store.get_job(task_id)).status not in ("queued", "running")
                     and t, timeout=timeout, interval=0.25, message=f"task {task_id}")
 
 
@@ -67,7 +67,7 @@ def test_export_int8_from_the_page(ws: Path, run_id: str) -> None:
     at.button(key="deploy_export").click().run()
     assert_clean(at)
     store = Store(ws)
-    task = store.latest_task(run_id, "export")
+    task = store.latest_job(run_id, "export")
     assert task is not None and task.key == "onnx-int8"
     done = wait_task(store, task.id)
     assert done.status == "completed", done.error
@@ -86,7 +86,7 @@ def test_latency_measured_from_the_page(ws: Path, run_id: str) -> None:
     at.button(key="deploy_bench").click().run()
     assert_clean(at)
     store = Store(ws)
-    done = wait_task(store, store.latest_task(run_id, "bench").id)
+    done = wait_task(store, store.latest_job(run_id, "bench").id)
     assert done.status == "completed", done.error
     at.run()
     assert_clean(at)
@@ -104,10 +104,10 @@ def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
     at.button(key="FormSubmitter:deploy_serve_form-Start the server").click().run()
     assert_clean(at)
     store = Store(ws)
-    task = store.latest_task(run_id, "serve")
+    task = store.latest_job(run_id, "serve")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: store.get_task(task.id).message == url, timeout=60, interval=0.2,
+        wait_for(lambda: store.get_job(task.id).message == url, timeout=60, interval=0.2,
                  message="the server to start")
         buf = io.BytesIO()
         Image.new("L", (8, 8), 255).save(buf, "PNG")
@@ -126,9 +126,10 @@ def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
         at.button(key="deploy_stop").click().run()
         assert_clean(at)
     finally:
-        cancel_task(store, task.id)
-    stopped = store.get_task(task.id)
-    assert stopped.status == "interrupted"
+        if store.get_job(task.id).is_active:
+            cancel_job(store, task.id)
+    stopped = store.get_job(task.id)
+    assert stopped.status == "cancelled"
     wait_for(lambda: not is_alive(stopped.pid, stopped.pid_start), timeout=10)
     assert at.button(key="FormSubmitter:deploy_serve_form-Start the server")
     token = ws / "runs" / run_id / "serve" / "token"
@@ -137,8 +138,8 @@ def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
 
 def test_a_failed_task_shows_its_error(ws: Path, run_id: str) -> None:
     store = Store(ws)
-    task = store.create_task(run_id, "serve")
-    store.update_task(task.id, status="failed", error="Cannot listen on 127.0.0.1:8000")
+    task = store.create_job(run_id, "serve", [])
+    store.set_job_status(task.id, "failed", error="Cannot listen on 127.0.0.1:8000")
     at = open_page(PAGE, active_run=run_id)
     assert any("Cannot listen" in e.value for e in at.error)
 

@@ -63,11 +63,11 @@ def test_missing_file_starts_a_task_then_the_page_renders_from_the_file(ws, runs
     assert at.multiselect(key="eval_runs").value == [run_id]
     assert any("in the background" in c.value for c in at.caption)
     store = Store(ws)
-    task = store.latest_task(run_id, "evaluate", "test")
+    task = store.latest_job(run_id, "evaluate", "test")
     assert task is not None
-    if store.get_task(task.id).is_active:  # it was active while the page drew: its progress
+    if store.get_job(task.id).is_active:  # it was active while the page drew: its progress
         assert at.get("progress")
-    done = wait_for(lambda: (t := store.get_task(task.id)).status in ("completed", "failed")
+    done = wait_for(lambda: (t := store.get_job(task.id)).status in ("completed", "failed")
                     and t, timeout=150, interval=0.25, message="the evaluation task")
     assert done.status == "completed", done.error
     assert is_fresh(ws, run_id, "test") and is_fresh(ws, run_id, "val")  # val: calibration
@@ -107,7 +107,7 @@ def test_missing_file_starts_a_task_then_the_page_renders_from_the_file(ws, runs
 
     # Reopening (a new session) reads the stored file: no new task, the numbers are there.
     again = open_page(PAGE, active_run=run_id)
-    assert store.latest_task(run_id, "evaluate", "test").id == task.id
+    assert store.latest_job(run_id, "evaluate", "test").id == task.id
     assert metric_values(again)["Accuracy"] == cards["Accuracy"]
 
 
@@ -188,12 +188,12 @@ def test_a_failed_task_shows_its_message_and_offers_a_retry(ws, runs) -> None:
     run_id = runs["bc2"]
     for f in (ws / "runs" / run_id / "eval").glob("*.npz"):
         f.unlink()
-    task = store.create_task(run_id, "evaluate", "test")
-    store.update_task(task.id, status="failed", error="boom: the disk is full")
+    task = store.create_job(run_id, "evaluate", [], key="test")
+    store.set_job_status(task.id, "failed", error="boom: the disk is full")
     at = open_page(PAGE, active_run=run_id)
     assert any("boom: the disk is full" in e.value for e in at.error)
     assert at.button(key=f"eval_start_{run_id}_test").label == "Retry"
-    assert store.latest_task(run_id, "evaluate", "test").id == task.id  # nothing relaunched
+    assert store.latest_job(run_id, "evaluate", "test").id == task.id  # nothing relaunched
 
 
 def test_the_page_never_imports_torch(ws, runs) -> None:

@@ -51,7 +51,7 @@ def charts(at: AppTest) -> list[str]:
 
 
 def wait_task(store: Store, run_id: str, timeout: float = 120.0):
-    return wait_for(lambda: (t := store.latest_task(run_id, "explain")) is not None
+    return wait_for(lambda: (t := store.latest_job(run_id, "explain")) is not None
                     and not t.is_active and t, timeout=timeout, interval=0.25,
                     message="the explain task")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import assert_clean, open_page
+from conftest import assert_clean, frame_with, open_page
 
 from core.config import RunConfig
 from core.runs.store import Store
@@ -109,3 +109,23 @@ def test_plain_escapes_what_markdown_would_render() -> None:
     assert plain("# title\n- item") == r"\# title - item"  # one line, no heading
     assert plain("- item") == r"\- item" and plain("1. first") == r"1\. first"
     assert plain("digits my-pets 0.5") == "digits my-pets 0.5"  # plain names stay readable
+
+
+def test_home_shows_the_queue_and_sets_how_many_train_at_once(home: Path) -> None:
+    store = Store(home)
+    running = stored_run(store, "running", name="busy")
+    waiting = stored_run(store, "running", name="waiting")
+    store.set_status(waiting.id, "queued", expect=("running",))
+    busy_job = store.create_job(running.id, "train", ["-c", "pass"], heavy=True)
+    store.claim_next_job(slots=1)
+    store.update_job(busy_job.id, pid=os.getpid())  # alive: reconcile leaves it running
+    queued_job = store.create_job(waiting.id, "train", ["-c", "pass"], heavy=True)
+    at = open_page("pages/home.py")
+    queue = frame_with(at, "Waits behind")
+    assert list(queue["Job"]) == [busy_job.id, queued_job.id]
+    assert list(queue["Waits behind"].fillna(-1)) == [-1, 0]
+    at.number_input(key="home_max_jobs").set_value(3).run()
+    assert_clean(at)
+    assert store.get_setting("max_jobs") == "3"
+    runs_table = at.dataframe(key="home_runs_table").value
+    assert set(runs_table["Kind"]) == {"trained"}

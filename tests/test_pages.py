@@ -19,8 +19,8 @@ from conftest import ROOT, assert_clean, frame_with, open_page, run_python
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from core import runs
 from core.config import RunConfig
-from core.runs import jobs
 from core.runs.store import ACTIVE, Store
 
 PAGES = ("pages/home.py", "pages/data.py", "pages/train.py")
@@ -52,12 +52,12 @@ def _no_job_outlives_its_test(home: Path):
 def wait_terminal(store: Store, run_id: str, timeout: float = 90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs.reconcile(store)
+        runs.reconcile(store)
         run = store.get_run(run_id)
         if run.status not in ACTIVE:
             return run
         time.sleep(0.25)
-    jobs.cancel(store, run_id)
+    runs.cancel(store, run_id)
     raise AssertionError(f"run {run_id} did not finish in {timeout}s")
 
 
@@ -225,7 +225,7 @@ def test_stop_resume_clone_delete(home: Path) -> None:
     store = Store(home)
     cfg = RunConfig()
     cfg.train.epochs, cfg.train.batch_size = 400, 8
-    run = jobs.launch(store, cfg, name="long")
+    run = runs.launch(store, cfg, name="long")
     deadline = time.monotonic() + 60
     while store.get_run(run.id).status != "running" and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -238,7 +238,7 @@ def test_stop_resume_clone_delete(home: Path) -> None:
     at.button(key="train_resume").click().run()
     assert_clean(at)
     assert store.get_run(run.id).status in ACTIVE
-    jobs.cancel(store, run.id)
+    runs.cancel(store, run.id)
     assert not job_pids(home), "a cancelled job is still running"
 
     at.button(key="train_clone").click().run()
@@ -264,7 +264,7 @@ def test_home_quick_start_launches_digits(home: Path) -> None:
     run = store.get_run(run_id)
     assert (run.dataset, run.model) == ("digits", "smallcnn")
     assert [t.value for t in at.title] == ["Train"]  # it switched to the Train page
-    jobs.cancel(store, run_id)  # completing a launched run is tested from the Train page
+    runs.cancel(store, run_id)  # completing a launched run is tested from the Train page
 
 
 # -- Data: imports -----------------------------------------------------------------------------

@@ -183,3 +183,15 @@ def test_a_cancelled_export_ends_cancelled_and_leaves_no_bundle(home):
     ended = runs.cancel_job(store, job.id)
     assert ended.status == "cancelled"
     assert run_json("bundles", run_id, home=home)["bundles"] == []
+
+
+def test_a_job_keeps_its_result_and_a_failed_one_its_message(home):
+    store = Store(home)
+    run = runs.create_run(store, RunConfig())
+    ok = runs.submit(store, run.id, "status", ["-m", "core", "status", run.id, "--json"])
+    bad = runs.submit(store, run.id, "resume", ["-m", "core", "resume", run.id])
+    ended = [wait_for(lambda j=j: (x := store.get_job(j.id)).status not in ("queued", "running")
+                      and x, timeout=60, interval=0.1) for j in (ok, bad)]
+    assert ended[0].status == "completed" and ended[0].result["run_id"] == run.id
+    assert ended[1].status == "failed" and "only interrupted or cancelled" in ended[1].error
+    assert store.latest_job(run.id, "resume").id == bad.id

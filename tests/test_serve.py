@@ -387,22 +387,23 @@ def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
 
 def test_serve_as_a_background_task_starts_and_stops(ws: Path, exported) -> None:
     """What the Deploy page does: launch ``serve`` as a task, then cancel it."""
+    from core.runs import cancel_job, submit
+    from core.runs.jobs import python_core
     from core.runs.processes import is_alive
-    from core.runs.tasks import cancel_task, launch_task
 
     run_id, _ = exported
     store = Store(ws)
     port = free_port()
-    task = launch_task(store, run_id, "serve", ["serve", run_id, "--port", str(port)])
+    task = submit(store, run_id, "serve", python_core("serve", run_id, "--port", str(port)))
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: store.get_task(task.id).message == url, timeout=60,
+        wait_for(lambda: store.get_job(task.id).message == url, timeout=60,
                  interval=0.2, message="the task reports its URL")
-        assert store.get_task(task.id).status == "running"
+        assert store.get_job(task.id).status == "running"
         assert httpx.get(f"{url}/health").status_code == 200
     finally:
-        cancel_task(store, task.id)
-    task = store.get_task(task.id)
+        cancel_job(store, task.id)
+    task = store.get_job(task.id)
     assert task.status == "cancelled"  # one model of background work: a cancel says so
     wait_for(lambda: not is_alive(task.pid, task.pid_start), timeout=10)
     with pytest.raises(httpx.HTTPError):

@@ -46,6 +46,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "Name": r.name,
             "Dataset": r.dataset,
             "Model": r.model,
+            "Kind": r.kind if r.parent_run is None else f"{r.kind} of {r.parent_run}",
             "Best": f"{monitor} {fmt.number(r.best_metric)}" if r.best_metric is not None
             else "—",
             "Val acc": val_acc if isinstance(val_acc, float) and math.isfinite(val_acc) else None,
@@ -53,8 +54,8 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "Created": fmt.timestamp(r.created_at),
             "Duration": fmt.duration(r.duration),
         })
-    return pd.DataFrame(rows, columns=["Status", "Run", "Name", "Dataset", "Model", "Best",
-                                       "Val acc", "Epoch", "Created", "Duration"])
+    return pd.DataFrame(rows, columns=["Status", "Run", "Name", "Dataset", "Model", "Kind",
+                                       "Best", "Val acc", "Epoch", "Created", "Duration"])
 
 
 def render_runs_table(store: Store, key: str, page_size: int = PAGE_SIZE) -> list[Run]:

@@ -1,6 +1,6 @@
 """Render helpers of the Deploy page: bundles, latency, the server and its live monitor.
 
-The page never exports, measures or serves in the Streamlit script: each is a background task
+The page never exports, measures or serves in the Streamlit script: each is a background job
 (``python -m core export | bench | serve``) whose progress and status come from the store; the
 server's activity comes from its request log (``runs/<id>/serve/requests.jsonl``).
 """
@@ -20,11 +20,12 @@ import streamlit as st
 from core.deploy import monitor
 from core.deploy.bundle import list_bundles, read_latency, serve_dir
 from core.deploy.serve import LOG_FILE, read_state, write_token
-from core.runs.store import Job, Run, Store
-from core.runs.tasks import cancel_task, launch_task, reconcile_tasks
+from core.runs import cancel_job, launch
+from core.runs.records import Job, Run
+from core.runs.store import Store
 from ui import format as fmt
 from ui.format import plain
-from ui.state import home, store
+from ui.state import home
 
 EXPORTS = {"ONNX fp32": ("onnx", None), "ONNX int8": ("onnx", "int8"),
            "TorchScript": ("torchscript", None)}
@@ -32,55 +33,31 @@ MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 BENCH_BUDGET_S = 2.0  # seconds of timing per form: enough for the small models a page trains
 
 
-# -- tasks -------------------------------------------------------------------------------------
+# -- jobs --------------------------------------------------------------------------------------
 
 
 def start_export(s: Store, run: Run, choice: str) -> Job:
     fmt_name, quantize = EXPORTS[choice]
-    argv = ["export", run.id, "--format", fmt_name] + (["--quantize", quantize] if quantize
-                                                       else [])
-    return launch_task(s, run.id, "export", argv, key=f"{fmt_name}-{quantize or 'fp32'}")
+    return launch.start_export(s, run.id, fmt_name, quantize)
 
 
 def start_bench(s: Store, run: Run) -> Job:
-    return launch_task(s, run.id, "bench", ["bench", run.id, "--budget", str(BENCH_BUDGET_S)])
+    return launch.start_bench(s, run.id, BENCH_BUDGET_S)
 
 
 def start_server(s: Store, run: Run, bundle: str, port: int, concurrency: int,
                  token: str) -> Job:
-    argv = ["serve", run.id, "--bundle", bundle, "--port", str(port),
-            "--max-concurrency", str(concurrency)]
-    if token:
-        argv += ["--token-file", str(write_token(home(), run.id, token))]
-    return launch_task(s, run.id, "serve", argv)
+    token_file = write_token(home(), run.id, token) if token else None
+    return launch.start_serve(s, run.id, bundle, port, concurrency, token_file)
 
 
-def stop_server(s: Store, task: Job) -> None:
-    cancel_task(s, task.id)  # SIGKILL of its process group: the server holds nothing to save
-    (serve_dir(home(), task.run_id) / "server.json").unlink(missing_ok=True)
+def stop_server(s: Store, job: Job) -> None:
+    cancel_job(s, job.id, grace=5.0)  # uvicorn stops on SIGTERM at once; nothing to save
+    (serve_dir(home(), job.run_id) / "server.json").unlink(missing_ok=True)
 
 
 def new_token() -> str:
     return secrets.token_urlsafe(24)
-
-
-@st.fragment(run_every="1s")
-def watch_task(task_id: str, label: str) -> None:
-    """A progress bar while the task runs; when it ends, the whole page redraws."""
-    s = store()
-    reconcile_tasks(s)
-    task = s.get_task(task_id)
-    if task.is_active:
-        with st.container(key=f"deploy_progress_{task.kind}"):
-            st.progress(task.progress, text=f"{label}: {task.message or 'starting...'}")
-        return
-    st.rerun()
-
-
-def render_task_error(task: Job | None, what: str) -> None:
-    if task is not None and task.status in ("failed", "interrupted") and \
-            task.error != "Cancelled":
-        st.error(f"{what} failed: {task.error}")
 
 
 # -- bundles -----------------------------------------------------------------------------------

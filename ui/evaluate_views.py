@@ -1,9 +1,9 @@
-"""Render helpers of the Evaluate page: stored predictions (or the task making them), metric
+"""Render helpers of the Evaluate page: stored predictions (or the job making them), metric
 cards, the per-class table, ROC/PR, calibration and the comparison of runs.
 
 Everything is derived from ``runs/<id>/eval/<split>.npz``; reading and deriving are cached on
 (path, mtime), so reopening the page recomputes nothing. A missing or stale file is made by a
-background task (``python -m core evaluate``), whose progress is a fragment.
+background job (``python -m core evaluate``), whose progress is a fragment.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import streamlit as st
 from core.analyze import metrics
 from core.analyze.evaluate import Predictions, eval_path, is_fresh, read_predictions
 from core.checkpoint import run_checkpoint
+from core.runs import launch
 from core.runs.store import Run, Store
-from core.runs.tasks import launch_task, reconcile_tasks
 from ui import format as fmt
 from ui.evaluate_charts import pr_figure, reliability_figure, roc_figure
 from ui.format import plain
+from ui.jobs import render_job, watch_job
 from ui.runs import run_label
-from ui.state import home, store
+from ui.state import home
 
 CARDS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."),
          ("f1_macro", "Macro F1"), ("log_loss", "Log loss"), ("auc_macro", "ROC AUC (macro)"),
@@ -76,25 +77,25 @@ def derived(preds: Predictions) -> dict[str, Any]:
     return _derived(*_stamp(preds))
 
 
-# -- the evaluation task ---------------------------------------------------------------------------
+# -- the evaluation job ----------------------------------------------------------------------------
 
 
 def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
-    """The run's predictions on ``split``; if missing or stale, start (or follow) the task that
+    """The run's predictions on ``split``; if missing or stale, start (or follow) the job that
     makes them and return None."""
     found = fresh_predictions(run.id, split)
     if found is not None:
         return found
     label = plain(run_label(run))
-    task = s.latest_task(run.id, "evaluate", split)
-    if task is not None and task.is_active:
-        _watch_task(task.id, label)
+    job = s.latest_job(run.id, "evaluate", split)
+    if job is not None and job.is_active:
+        watch_job(job.id, f"Evaluating {label}")
         return None
     ckpt = run_checkpoint(s.home, run.id)
     since = ckpt.stat().st_mtime if ckpt else math.inf
     key = f"eval_start_{run.id}_{split}"
-    if task is not None and task.status != "completed" and task.created_at >= since:
-        st.error(f"Evaluating {label} on {split} failed: {task.error}")
+    if job is not None and job.status != "completed" and job.created_at >= since:
+        render_job(job, f"Evaluating {label} on {split}")
         if not st.button("Retry", key=key, icon=":material/replay:"):
             return None
     elif run.is_active and not st.button(
@@ -102,24 +103,11 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
             help="The run is still training: its best checkpoint may change."):
         return None
     stale = eval_path(s.home, run.id, split).is_file()
-    task = launch_task(s, run.id, "evaluate", ["evaluate", run.id, "--split", split], key=split)
+    job = launch.start_evaluate(s, run.id, split)
     st.caption(("The checkpoint changed since the last evaluation: " if stale else "")
                + f"evaluating {label} on the {split} split in the background.")
-    _watch_task(task.id, label)
+    watch_job(job.id, f"Evaluating {label}")
     return None
-
-
-@st.fragment(run_every="1s")
-def _watch_task(task_id: str, label: str) -> None:
-    s = store()
-    reconcile_tasks(s)  # a task whose process died shows as interrupted, not running forever
-    task = s.get_task(task_id)
-    if task.is_active:
-        text = task.message or "starting (loading the model)..."
-        with st.container(key=f"eval_progress_{task.run_id}_{task.key}"):
-            st.progress(task.progress, text=f"Evaluating {label}: {text}")
-        return
-    st.rerun()  # done (or failed): draw the page from the stored file (or show the error)
 
 
 # -- one run ---------------------------------------------------------------------------------------

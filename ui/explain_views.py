@@ -1,7 +1,7 @@
 """Render helpers of the Predict and Explain pages: the dataset, model cache, results, trust.
 
 Nothing here imports torch at import time: ``loaded_run`` (Predict only) imports it when a
-prediction is asked for; the Explain page only reads cached results written by tasks.
+prediction is asked for; the Explain page only reads cached results written by jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.explain import plots
 from core.explain.cache import Explanation
-from core.runs.store import Job, Run
+from core.runs.store import Run
 from ui import state
 from ui.format import plain
 
@@ -49,20 +49,6 @@ def st_progress(bar: Any, label: str):
     def report(done: int, total: int, message: str = "") -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"{label}: {done}/{total}")
     return report
-
-
-def render_task(task: Job | None, what: str) -> None:
-    """A task's progress bar while it runs, its error if it failed."""
-    if task is None:
-        return
-    if task.is_active:
-        st.progress(task.progress, text=f"{what}: {task.message or task.status} "
-                                         f"({task.progress:.0%})")
-    elif task.status in ("failed", "interrupted"):
-        st.error(f"{what} failed: {task.error}")
-
-
-# -- explanations --------------------------------------------------------------------------
 
 
 def render_explanation(result: Explanation, key: str) -> None:

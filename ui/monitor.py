@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from core import runs
 from core.errors import RunNotFound
-from core.runs import jobs
 from core.runs.series import Series, count_points, epoch_rows, last_step, merge
 from core.runs.store import Run, Store
 from core.workspace import run_dir
@@ -83,7 +83,7 @@ def render_monitor(run: Run, below: Callable[[Store], None] | None = None) -> No
 def _live_monitor(run_id: str, below: Callable[[Store], None] | None) -> None:
     _leave_if_switched(run_id)
     s = store()
-    jobs.reconcile(s)  # a job killed meanwhile shows as interrupted, not as running forever
+    runs.reconcile(s)  # a job killed meanwhile shows as interrupted, not as running forever
     run = _get(s, run_id)
     if run is not None:
         _render_body(s, run)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import runs
 from core.errors import RunNotFound
-from core.runs import jobs
 from core.runs.store import Run, Store
 from core.workspace import resolve_home
 
@@ -42,7 +42,7 @@ def store() -> Store:
 def reconciled_store() -> Store:
     """The store, after marking runs whose process died as interrupted (cheap: active runs only)."""
     s = store()
-    jobs.reconcile(s)
+    runs.reconcile(s)
     return s
 
 
