@@ -18,45 +18,60 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 AUGMENTATIONS = ("flip", "rotate", "crop", "color")
+MODES = ("min", "max")  # of the monitored metric
+
+
+def _opt(default: Any, doc: str, **meta: Any) -> Any:
+    """A config field whose ``metadata`` carries its help (``doc``) and, where it has them, its
+    ``choices`` and CLI ``flag``: ``core.cli`` builds the train flags from these, so every field
+    has a flag and its help lives next to its default."""
+    meta["doc"] = doc
+    if isinstance(default, list):  # a mutable default needs a factory
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"
-    image_size: int | None = None  # None: the dataset's native/default size
-    augment: list[str] = field(default_factory=list)  # subset of AUGMENTATIONS, training only
-    num_workers: int = 0  # DataLoader workers; 0 is fastest for the small built-ins
-    pin_memory: bool = False  # only useful when training on CUDA
+    dataset: str = _opt("digits", "a built-in or imported dataset (`datasets list`)")
+    image_size: int | None = _opt(None, "resize images to N x N (default: the dataset's "
+                                        "native/default size)")
+    augment: list[str] = _opt([], "training-only augmentations, comma-separated",
+                              choices=AUGMENTATIONS)
+    num_workers: int = _opt(0, "DataLoader workers; 0 is fastest for the small built-ins")
+    pin_memory: bool = _opt(False, "pin host memory (only useful when training on CUDA)")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "smallcnn"
-    pretrained: bool = False  # torchvision weights from the local torch cache
-    weights: str | None = None  # a torchvision state dict or another run's checkpoint
-    freeze_backbone: bool = False  # train only the classification head
+    name: str = _opt("smallcnn", "a registered model (`models`); default: smallcnn for "
+                                 "images, mlp for tables", flag="--model")
+    pretrained: bool = _opt(False, "torchvision weights from the local torch cache")
+    weights: str | None = _opt(None, "a torchvision state dict or another run's checkpoint")
+    freeze_backbone: bool = _opt(False, "train only the classification head")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    step_size: int = 5  # epochs between decays, for scheduler=step
-    gamma: float = 0.1  # decay factor, for scheduler=step
-    label_smoothing: float = 0.0
-    amp: str = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
-    grad_accum: int = 1  # micro-batches per optimizer step
-    patience: int | None = None  # early stopping: epochs without improvement (None: off)
-    monitor: str = "val/loss"
-    mode: str = "min"  # "min" for losses, "max" for accuracies
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    nproc: int = 1  # processes for distributed data parallel (torchrun)
-    max_grad_norm: float | None = None  # gradient clipping (None: off)
+    epochs: int = _opt(10, "passes over the training split")
+    batch_size: int = _opt(64, "samples per micro-batch")
+    lr: float = _opt(1e-3, "learning rate")
+    optimizer: str = _opt("adam", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = _opt(0.0, "weight decay")
+    scheduler: str = _opt("none", "learning-rate schedule", choices=SCHEDULERS)
+    step_size: int = _opt(5, "epochs between decays, for --scheduler step")
+    gamma: float = _opt(0.1, "decay factor, for --scheduler step")
+    label_smoothing: float = _opt(0.0, "label smoothing in [0, 1)")
+    amp: str = _opt("auto", "mixed precision; auto: bf16/fp16 on CUDA, off on CPU",
+                    choices=AMP_MODES)
+    grad_accum: int = _opt(1, "micro-batches per optimizer step")
+    patience: int | None = _opt(None, "early stopping: epochs without improvement (default: off)")
+    monitor: str = _opt("val/loss", "metric for early stopping and best.pt")
+    mode: str = _opt("min", "min for losses, max for accuracies", choices=MODES)
+    seed: int = _opt(0, "random seed (the same config reproduces the run)")
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
+    nproc: int = _opt(1, "processes for distributed data parallel (torchrun)")
+    max_grad_norm: float | None = _opt(None, "gradient clipping norm (default: off)")
 
 
 @dataclass
@@ -93,7 +108,7 @@ class RunConfig:
         _choice("amp", t.amp, AMP_MODES)
         _choice("optimizer", t.optimizer, OPTIMIZERS)
         _choice("scheduler", t.scheduler, SCHEDULERS)
-        _choice("mode", t.mode, ("min", "max"))
+        _choice("mode", t.mode, MODES)
         for aug in self.data.augment:
             _choice("augment", aug, AUGMENTATIONS)
         _positive("epochs", t.epochs)

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from core.cli.main import command, emit, progress
-from core.errors import InvalidConfig
+from core.cli.base import Result, add_command, command, progress
+from core.deploy.runtime.settings import add_server_arguments
 
 
-def add_parsers(sub, common: argparse.ArgumentParser) -> None:
-    e = sub.add_parser("export", parents=[common], help="export a run (ONNX or TorchScript), "
-                                                        "checked and bundled")
+def add_parsers(sub) -> None:
+    e = add_command(sub, "export", "export a run (ONNX or TorchScript), checked and bundled")
     e.add_argument("run")
     e.add_argument("--format", default="onnx", choices=("onnx", "torchscript"))
     e.add_argument("--quantize", choices=("int8",), help="static int8 (ONNX only)")
@@ -30,47 +28,34 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
     e.add_argument("--latency-budget", type=float, default=2.0,
                    help="seconds spent timing each form (2)")
 
-    b = sub.add_parser("bench", parents=[common], help="latency, throughput, size and accuracy "
-                                                       "of eager, TorchScript, ONNX fp32 and int8")
+    b = add_command(sub, "bench", "latency, throughput, size and accuracy of eager, "
+                                  "TorchScript, ONNX fp32 and int8")
     b.add_argument("run")
     b.add_argument("--budget", type=float, default=4.0, help="seconds of timing per form (4)")
 
-    sub.add_parser("bundles", parents=[common], help="list a run's export bundles").add_argument(
-        "run")
+    add_command(sub, "bundles", "list a run's export bundles").add_argument("run")
 
-    s = sub.add_parser("serve", parents=[common], help="serve a run's ONNX bundle over HTTP")
+    s = add_command(sub, "serve", "serve a run's ONNX bundle over HTTP")
     s.add_argument("target", metavar="RUN|BUNDLE", help="a run id (its newest ONNX bundle) or a "
                                                         "bundle folder")
     s.add_argument("--bundle", help="which of the run's bundles (e.g. onnx-int8)")
-    s.add_argument("--host", default="127.0.0.1", help="default: loopback only")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (also "
-                                   "$LAB2MARKET_TOKEN); prefer --token-file")
-    s.add_argument("--token-file", help="read the bearer token from this file")
-    s.add_argument("--max-concurrency", type=int, default=4,
-                   help="requests in flight before the server answers 429 (4)")
-    s.add_argument("--max-body-mb", type=float, default=8.0, help="body cap, 413 above (8)")
-    s.add_argument("--max-pixels", type=int, default=40_000_000, help="pixel cap, 422 above")
-    s.add_argument("--timeout", type=float, default=10.0, help="seconds per request (10)")
-    s.add_argument("--top-k", type=int, default=3)
-    s.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: auto)")
-    s.add_argument("--log", help="JSONL request log (default: runs/RUN/serve/requests.jsonl)")
+    add_server_arguments(s, "JSONL request log (default: runs/RUN/serve/requests.jsonl, or "
+                            "serve/<digest>/ in the workspace for a bundle folder)")
 
 
 @command("export")
-def export(args: argparse.Namespace) -> int:
+def export(args: argparse.Namespace) -> Result:
     from core.deploy.export import export_run
 
     with progress(args, f"export {args.format}") as bar:
         manifest = export_run(args.run, args.home, args.format, args.quantize,
                               calibration=args.calibration,
                               latency_budget_s=args.latency_budget, progress=bar)
-    emit(args, _summary(manifest), _export_text(manifest))
-    return 0
+    return Result(_summary(manifest), _export_text(manifest))
 
 
 @command("bench")
-def bench(args: argparse.Namespace) -> int:
+def bench(args: argparse.Namespace) -> Result:
     from core.deploy.export import benchmark_run
 
     with progress(args, "bench") as bar:
@@ -81,35 +66,25 @@ def bench(args: argparse.Namespace) -> int:
               f"{r['throughput_per_s']:10.0f} {r['size_bytes'] / 1e6:7.2f} "
               f"{r.get('accuracy') or 0:7.4f} {r.get('speedup_vs_eager', 1):7.2f}x"
               for r in result["rows"]]
-    emit(args, result, "\n".join(lines))
-    return 0
+    return Result(result, "\n".join(lines))
 
 
 @command("bundles")
-def bundles_list(args: argparse.Namespace) -> int:
+def bundles_list(args: argparse.Namespace) -> Result:
     from core.deploy.bundle import list_bundles
 
     found = list_bundles(args.home, args.run)
-    emit(args, {"run_id": args.run, "bundles": [_summary(m) for m in found]},
-         "\n".join(f"{m['bundle']:18} {m['created_at']}  {m['path']}" for m in found)
-         or f"Run {args.run} has no bundles yet.")
-    return 0
+    return Result({"run_id": args.run, "bundles": [_summary(m) for m in found]},
+                  "\n".join(f"{m['bundle']:18} {m['created_at']}  {m['path']}" for m in found)
+                  or f"Run {args.run} has no bundles yet.")
 
 
 @command("serve")
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace) -> Result:
     from core.deploy import serve as server
-    from core.deploy.runtime import Settings
 
-    if args.max_concurrency < 1 or args.top_k < 1 or args.timeout <= 0 or args.max_body_mb <= 0:
-        raise InvalidConfig("--max-concurrency and --top-k must be >= 1; --timeout and "
-                            "--max-body-mb > 0.")
     model, run_id = server.load_model(args.target, args.home, args.bundle, args.threads)
-    settings = Settings(
-        token=_token(args), max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        max_pixels=args.max_pixels, max_concurrency=args.max_concurrency,
-        timeout_s=args.timeout, top_k=args.top_k, threads=args.threads,
-        log_path=Path(args.log) if args.log else server.log_path(args.home, run_id, model))
+    settings = server.make_settings(args, args.home, run_id, model)
 
     def ready(url: str) -> None:
         print(f"Serving {model.version} on {url} (docs: {url}/docs); Ctrl-C stops it.",
@@ -121,20 +96,7 @@ def serve(args: argparse.Namespace) -> int:
 
     state_dir = server.serve_dir(server.resolve_home(args.home), run_id) if run_id else None
     server.serve(model, settings, args.host, args.port, state_dir=state_dir, on_ready=ready)
-    emit(args, {"stopped": True, "model_version": model.version}, "Server stopped.")
-    return 0
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    import os
-
-    if args.token_file:
-        try:
-            return Path(args.token_file).read_text().strip() or None
-        except OSError as exc:
-            raise InvalidConfig(f"Cannot read the token file {args.token_file}: "
-                                f"{exc.strerror}.") from None
-    return args.token or os.environ.get("LAB2MARKET_TOKEN") or None
+    return Result({"stopped": True, "model_version": model.version}, "Server stopped.")
 
 
 def _summary(m: dict) -> dict:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 from core.analyze.evaluate import BATCH_SIZE, EVAL_SPLITS
-from core.cli.main import command, emit
+from core.cli.base import Result, add_command, command, progress
 
 
-def add_parsers(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("evaluate", parents=[common],
-                       help="metrics of a run on a split (the predictions are stored and reused)")
+def add_parsers(sub) -> None:
+    p = add_command(sub, "evaluate",
+                    "metrics of a run on a split (the predictions are stored and reused)")
     p.add_argument("run")
     p.add_argument("--split", choices=EVAL_SPLITS, default="test")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
@@ -22,9 +22,8 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 
 @command("evaluate")
-def evaluate_command(args: argparse.Namespace) -> int:
+def evaluate_command(args: argparse.Namespace) -> Result:
     from core.analyze.evaluate import evaluate, summarize
-    from core.cli.main import progress
 
     splits = [args.split]
     if args.calibrate and args.split != "val":
@@ -36,8 +35,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
                                     progress=bar, force=args.force, device=args.device)
     preds = found[args.split]
     result = summarize(preds, found.get("val") if args.calibrate else None)
-    emit(args, result, render_text(result))
-    return 0
+    return Result(result, render_text(result))
 
 
 def render_text(result: dict) -> str:

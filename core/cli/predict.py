@@ -6,20 +6,20 @@ import argparse
 import sys
 from typing import Any
 
-from core.cli.main import command, emit, progress
+from core.cli.base import Result, add_command, command, progress
 from core.errors import InvalidConfig
 
 
-def add_parsers(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("predict", parents=[common], help="predict image or CSV files with a run")
+def add_parsers(sub) -> None:
+    p = add_command(sub, "predict", "predict image or CSV files with a run")
     p.add_argument("run")
     p.add_argument("files", nargs="+", metavar="FILE", help="images (png, jpg, webp, bmp, ...) "
                                                             "or, for a tabular run, CSV files")
     p.add_argument("--top-k", type=int, default=5, help="classes shown per input (5)")
     p.add_argument("--batch-size", type=int, default=64)
 
-    e = sub.add_parser("explain", parents=[common], help="explain a prediction (Grad-CAM, "
-                                                         "Integrated Gradients, SHAP, LIME)")
+    e = add_command(sub, "explain", "explain a prediction (Grad-CAM, Integrated Gradients, "
+                                    "SHAP, LIME)")
     e.add_argument("run")
     e.add_argument("file", nargs="?", metavar="FILE", help="an image, or a CSV (tabular run)")
     e.add_argument("--method", default="gradcam",
@@ -41,7 +41,7 @@ def add_parsers(sub, common: argparse.ArgumentParser) -> None:
 
 
 @command("predict")
-def predict(args: argparse.Namespace) -> int:
+def predict(args: argparse.Namespace) -> Result:
     from core.analyze.predict import predict_files
     from core.models.loaded import load_run
 
@@ -57,13 +57,13 @@ def predict(args: argparse.Namespace) -> int:
     lines = [f"{r['file']}: " + ("  ".join(f"{t['class']} {t['probability']:.3f}"
                                            for t in r["top_k"]) if "top_k" in r
                                  else f"ERROR {r['error']}") for r in rows]
-    emit(args, {"run_id": loaded.run_id, "classes": loaded.classes, "top_k": args.top_k,
-                "predictions": rows, "errors": len(failed)}, "\n".join(lines))
-    return 2 if failed else 0
+    return Result({"run_id": loaded.run_id, "classes": loaded.classes, "top_k": args.top_k,
+                   "predictions": rows, "errors": len(failed)}, "\n".join(lines),
+                  2 if failed else 0)
 
 
 @command("explain")
-def explain(args: argparse.Namespace) -> int:
+def explain(args: argparse.Namespace) -> Result:
     from core.explain.runner import explain_input, explain_summary, read_input
     from core.models.loaded import load_run
 
@@ -128,7 +128,7 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip(), int(number) if number.is_integer() and "." not in value else number
 
 
-def _report(args: argparse.Namespace, results: list) -> int:
+def _report(args: argparse.Namespace, results: list) -> Result:
     import numpy as np
 
     from core.explain.cache import explain_dir
@@ -145,8 +145,8 @@ def _report(args: argparse.Namespace, results: list) -> int:
              + f"  [{p['seconds']:.1f} s]" for p in payload]
     if args.out:
         lines.append(f"attributions saved to {args.out}")
-    emit(args, payload[0] if len(payload) == 1 else {"explanations": payload}, "\n".join(lines))
-    return 0
+    return Result(payload[0] if len(payload) == 1 else {"explanations": payload},
+                  "\n".join(lines))
 
 
 def _number(value: float | None) -> str:

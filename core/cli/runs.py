@@ -1,85 +1,74 @@
-"""The CLI's commands, one small function each (registered with ``@command``)."""
+"""``python -m core runs | status RUN | cancel RUN | resume RUN | delete RUN`` (and ``_job``,
+the body of a background training job), plus the run helpers ``train`` shares."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
-from core.cli.main import command, config_from_args, emit
+from core.cli.base import Result, add_command, command
 from core.runs.store import TERMINAL, Run, Store
 
 
-@command("datasets list")
-def datasets_list(args: argparse.Namespace) -> int:
-    from core.data import list_datasets
-
-    infos = list_datasets(args.home)
-    lines = [f"{i.name:16} {i.modality:8} {len(i.classes):3} classes  "
-             f"{sum(i.split_counts.values()):6} samples  {'built-in' if i.builtin else 'imported'}"
-             for i in infos]
-    emit(args, {"datasets": [i.to_dict() for i in infos]}, "\n".join(lines))
-    return 0
-
-
-@command("datasets import")
-def datasets_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from core.data import import_dataset
-
-    with tqdm(desc=f"import {args.name}", unit="file", file=sys.stderr, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        info = import_dataset(args.name, args.source, args.home, target=args.target,
-                              progress=progress)
-    emit(args, info.to_dict(), f"Imported {info.name}: {info.modality}, {len(info.classes)} "
-                               f"classes, splits {info.split_counts}")
-    return 0
+def add_parsers(sub) -> None:
+    add_command(sub, "runs", "list runs").add_argument("--limit", type=int, default=50)
+    for name, text in (("status", "show a run"), ("cancel", "stop a running run"),
+                       ("delete", "delete a finished run and its files")):
+        add_command(sub, name, text).add_argument("run")
+    res = add_command(sub, "resume", "continue an interrupted or cancelled run")
+    res.add_argument("run")
+    res.add_argument("--detach", action="store_true", help="resume in the background")
+    job = add_command(sub, "_job", None)  # internal: started by core.runs.jobs.job_command
+    job.add_argument("run")
+    job.add_argument("--resume", action="store_true")
 
 
-@command("models")
-def models_list(args: argparse.Namespace) -> int:
-    from core.models import list_models
-
-    specs = list_models()
-    emit(args, {"models": [asdict(s) for s in specs]},
-         "\n".join(f"{s.name:20} {','.join(s.modalities):14} {s.description}" for s in specs))
-    return 0
-
-
-@command("train")
-def train(args: argparse.Namespace) -> int:
+@command("runs")
+def runs(args: argparse.Namespace) -> Result:
     from core.runs import jobs
 
-    config = config_from_args(args)
     store = Store(args.home)
-    if args.create_only:
-        run = jobs.create_run(store, config, name=args.name)
-        emit(args, run_payload(run), run.id)
-        return 0
-    if args.detach:
-        run = jobs.launch(store, config, name=args.name)
-        emit(args, run_payload(run), f"Launched {run.id} in the background "
-                                     f"(`python -m core status {run.id}`)")
-        return 0
-    run = jobs.create_run(store, config, name=args.name)
-    print(f"run {run.id}", file=sys.stderr)
-    if config.train.nproc > 1:
-        jobs.spawn(store, run.id)
-        run = _follow(store, run.id)
-    else:
-        run = _train_in_process(store, run.id, resume=False)
-    return _report(args, run)
+    jobs.reconcile(store)
+    items = store.list_runs(limit=args.limit)
+    lines = [f"{r.id}  {r.status:11} {r.dataset:14} {r.model:18} epoch {r.epoch}/"
+             f"{r.total_epochs}  best {_fmt(r.best_metric)}" for r in items]
+    return Result({"runs": [run_payload(r) for r in items]}, "\n".join(lines) or "no runs yet")
+
+
+@command("status")
+def status(args: argparse.Namespace) -> Result:
+    from core.runs import jobs
+
+    store = Store(args.home)
+    jobs.reconcile(store)
+    run = store.get_run(args.run)
+    payload = run_payload(run)
+    payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
+    text = (f"{run.id}: {run.status}, epoch {run.epoch}/{run.total_epochs}, "
+            f"step {run.step}/{run.total_steps}" + (f"\nerror: {run.error}" if run.error else ""))
+    return Result(payload, text)
+
+
+@command("cancel")
+def cancel(args: argparse.Namespace) -> Result:
+    from core.runs import jobs
+
+    run = jobs.cancel(Store(args.home), args.run)
+    return Result(run_payload(run), f"{run.id}: {run.status}")
+
+
+@command("delete")
+def delete(args: argparse.Namespace) -> Result:
+    from core.runs import jobs
+
+    jobs.delete(Store(args.home), args.run)
+    return Result({"deleted": args.run}, f"deleted {args.run}")
 
 
 @command("resume")
-def resume(args: argparse.Namespace) -> int:
+def resume(args: argparse.Namespace) -> Result:
     from core.runs import jobs
     from core.workspace import run_dir
 
@@ -87,12 +76,11 @@ def resume(args: argparse.Namespace) -> int:
     distributed = store.get_run(args.run).config["train"]["nproc"] > 1
     run = jobs.resume(store, args.run, detach=args.detach or distributed)
     if args.detach:
-        emit(args, run_payload(run), f"Resumed {run.id} in the background")
-        return 0
+        return Result(run_payload(run), f"Resumed {run.id} in the background")
     if distributed:
-        return _report(args, _follow(store, run.id))
+        return report(follow(store, run.id))
     has_checkpoint = (run_dir(store.home, run.id) / "checkpoints" / "last.pt").is_file()
-    return _report(args, _train_in_process(store, run.id, resume=has_checkpoint))
+    return report(train_in_process(store, run.id, resume=has_checkpoint))
 
 
 @command("_job")
@@ -103,57 +91,11 @@ def job(args: argparse.Namespace) -> int:
     return 0 if summary.get("status") in ("completed", "cancelled") else 1
 
 
-@command("runs")
-def runs(args: argparse.Namespace) -> int:
-    from core.runs import jobs
-
-    store = Store(args.home)
-    jobs.reconcile(store)
-    items = store.list_runs(limit=args.limit)
-    lines = [f"{r.id}  {r.status:11} {r.dataset:14} {r.model:18} epoch {r.epoch}/"
-             f"{r.total_epochs}  best {_fmt(r.best_metric)}" for r in items]
-    emit(args, {"runs": [run_payload(r) for r in items]}, "\n".join(lines) or "no runs yet")
-    return 0
-
-
-@command("status")
-def status(args: argparse.Namespace) -> int:
-    from core.runs import jobs
-
-    store = Store(args.home)
-    jobs.reconcile(store)
-    run = store.get_run(args.run)
-    payload = run_payload(run)
-    latest = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
-    payload["latest"] = latest
-    text = (f"{run.id}: {run.status}, epoch {run.epoch}/{run.total_epochs}, "
-            f"step {run.step}/{run.total_steps}" + (f"\nerror: {run.error}" if run.error else ""))
-    emit(args, payload, text)
-    return 0
-
-
-@command("cancel")
-def cancel(args: argparse.Namespace) -> int:
-    from core.runs import jobs
-
-    run = jobs.cancel(Store(args.home), args.run)
-    emit(args, run_payload(run), f"{run.id}: {run.status}")
-    return 0
-
-
-@command("delete")
-def delete(args: argparse.Namespace) -> int:
-    from core.runs import jobs
-
-    jobs.delete(Store(args.home), args.run)
-    emit(args, {"deleted": args.run}, f"deleted {args.run}")
-    return 0
-
-
-# -- helpers -------------------------------------------------------------------------------------
+# -- helpers (train shares them) -----------------------------------------------------------------
 
 
 def run_payload(run: Run) -> dict[str, Any]:
+    """A run as ``--json`` prints it."""
     return {
         "run_id": run.id, "name": run.name, "status": run.status, "dataset": run.dataset,
         "model": run.model, "epochs_run": run.epoch, "epochs": run.total_epochs,
@@ -166,7 +108,8 @@ def run_payload(run: Run) -> dict[str, Any]:
     }
 
 
-def _train_in_process(store: Store, run_id: str, resume: bool) -> Run:
+def train_in_process(store: Store, run_id: str, resume: bool) -> Run:
+    """Train (or resume) a run in this process, with a progress bar on stderr."""
     from core.cli.progress import TqdmProgress
     from core.train import execute_run
 
@@ -174,7 +117,7 @@ def _train_in_process(store: Store, run_id: str, resume: bool) -> Run:
     return store.get_run(run_id)
 
 
-def _follow(store: Store, run_id: str) -> Run:
+def follow(store: Store, run_id: str) -> Run:
     """Wait for a background run (e.g. torchrun) to end, with a progress bar; Ctrl-C cancels."""
     from tqdm import tqdm
 
@@ -194,7 +137,9 @@ def _follow(store: Store, run_id: str) -> Run:
             return jobs.cancel(store, run_id)
 
 
-def _report(args: argparse.Namespace, run: Run) -> int:
+def report(run: Run) -> Result:
+    """A finished run's result; exit 0 if it completed or was cancelled, 2 if its input was at
+    fault, else 1."""
     payload = run_payload(run)
     final = payload["final"]
     text = f"{run.id}: {run.status} after {run.epoch} epoch(s)"
@@ -202,10 +147,11 @@ def _report(args: argparse.Namespace, run: Run) -> int:
         text += "  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(final.items()))
     if run.error:
         text += f"\nerror: {run.error}"
-    emit(args, payload, text)
     if run.status in ("completed", "cancelled"):
-        return 0
-    return 2 if run.summary.get("user_error") else 1  # exit 2: the input was at fault
+        code = 0
+    else:
+        code = 2 if run.summary.get("user_error") else 1
+    return Result(payload, text, code)
 
 
 def _fmt(value: float | None) -> str:

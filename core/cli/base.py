@@ -1,0 +1,151 @@
+"""What every command module shares: the registry, the global options, results and progress.
+
+Command modules import from here, never from ``core.cli.main`` (which imports them), so the
+parser and the commands do not import each other. A command module defines
+``add_parsers(sub)`` (its sub-commands, made with ``add_command``/``add_group``) and its
+functions, registered with ``@command(key)``. A function returns a ``Result``, which the
+dispatch prints (``emit``), or a bare exit code when it has nothing to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Handler = Callable[[argparse.Namespace], "Result | int"]
+COMMANDS: dict[str, Handler] = {}
+EXECUTORS = ("local", "ray")
+
+
+def command(key: str) -> Callable[[Handler], Handler]:
+    """Register ``fn`` as the body of the sub-command ``key`` (e.g. ``"datasets list"``)."""
+    def register(fn: Handler) -> Handler:
+        if key in COMMANDS:
+            raise ValueError(f"two functions for the command {key!r}")
+        COMMANDS[key] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Result:
+    """What a command produced: ``payload`` for ``--json`` (and a background task's result),
+    ``text`` for a person, and the exit ``code``."""
+
+    payload: Any
+    text: str = ""
+    code: int = 0
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """Print the result on stdout: one JSON object with ``--json``, else ``text``."""
+    args.result = payload  # kept as the task's result when run as a background task
+    print(json.dumps(payload, default=str) if args.json else text)
+
+
+def progress(args: argparse.Namespace, desc: str):
+    """The progress callback a command should use: tqdm on stderr, plus the task row if any."""
+    from core.runs.store import Store
+    from core.runs.tasks import Progress
+
+    task = getattr(args, "task", None)
+    return Progress(desc, Store(args.home) if task else None, task)
+
+
+# -- the parser's building blocks ----------------------------------------------------------------
+
+
+def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``--home``, ``--json``, ``--store``, ``--executor`` and the hidden ``--task``.
+
+    They are accepted on the top parser and on every sub-command, before or after it. Only the
+    top parser has real defaults: argparse copies a sub-parser's whole namespace, defaults
+    included, over the outer one, so a sub-parser default would silently undo
+    ``python -m core --home W datasets list``. ``SUPPRESS`` leaves an option the user did not
+    give at this level out of the namespace, and the outer value stands.
+    """
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("--home", default=default(None),
+                        help="workspace folder (default: $LAB2MARKET_HOME or ./workspace)")
+    parser.add_argument("--json", action="store_true", default=default(False),
+                        help="print one JSON object on stdout")
+    parser.add_argument("--store", metavar="URL", type=_store_url, default=default(None),
+                        help="run store URL (default: the SQLite file in the workspace; "
+                             "PostgreSQL is not supported yet)")
+    parser.add_argument("--executor", choices=EXECUTORS, default=default(None),
+                        help="where jobs run (default: local processes; ray is not supported "
+                             "yet)")
+    # Set by core.runs.tasks.launch_task: this process is that background task.
+    parser.add_argument("--task", default=default(None), help=argparse.SUPPRESS)
+
+
+def _store_url(text: str) -> str:
+    if not text.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a store URL (sqlite:///FILE or postgresql://...)")
+    return text
+
+
+_COMMON: list[argparse.ArgumentParser] = []
+
+
+def _common() -> argparse.ArgumentParser:
+    """The parent parser of every sub-command: the global options with ``SUPPRESS`` defaults."""
+    if not _COMMON:
+        parent = argparse.ArgumentParser(add_help=False)
+        add_global_options(parent, top=False)
+        _COMMON.append(parent)
+    return _COMMON[0]
+
+
+def add_command(sub: Any, name: str, help: str | None, group: str = "",
+                **kwargs: Any) -> argparse.ArgumentParser:
+    """A sub-command parser dispatched to the function registered as ``"{group} {name}"``.
+
+    ``help=None`` keeps it out of ``--help`` (an internal command).
+    """
+    if help is not None:
+        kwargs.update(help=help, description=help)
+    parser = sub.add_parser(name, parents=[_common()], **kwargs)
+    parser.set_defaults(command_key=f"{group} {name}".strip())
+    return parser
+
+
+def add_group(sub: Any, name: str, help: str) -> Any:
+    """A sub-command with sub-commands of its own (``datasets list``); returns their ``sub``."""
+    parser = sub.add_parser(name, parents=[_common()], help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+# -- a background task's row ---------------------------------------------------------------------
+
+
+class TaskRecorder:
+    """Marks the store's task row running, then completed (with the result) or failed.
+
+    Used when the CLI runs as a background task (``--task ID``, set by ``launch_task``).
+    """
+
+    def __init__(self, args: argparse.Namespace):
+        import os
+
+        from core.runs.processes import process_start_time
+        from core.runs.store import Store
+
+        self.args, self.store = args, Store(args.home)
+        self.store.update_task(args.task, status="running", pid=os.getpid(),
+                               pid_start=process_start_time(os.getpid()))
+
+    def finish(self, code: int, error: str | None) -> None:
+        if code == 0:
+            self.store.update_task(self.args.task, status="completed",
+                                   result=getattr(self.args, "result", None))
+        else:
+            self.store.update_task(self.args.task, status="failed",
+                                   error=error or f"exited with status {code}")
+

@@ -1,0 +1,57 @@
+"""``python -m core train ...`` (a flag per config field) and ``python -m core models``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from core.cli.base import Result, add_command, command
+from core.cli.flags import add_config_flags, config_from_args
+from core.cli.runs import follow, report, run_payload, train_in_process
+
+
+def add_parsers(sub) -> None:
+    add_command(sub, "models", "list the registered models")
+    p = add_command(sub, "train", "train a model (blocking, or --detach)")
+    p.add_argument("--config", help="a run's config.json to start from (flags override it)")
+    p.add_argument("--name", default="", help="a label for the run")
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.add_argument("--create-only", action="store_true",
+                   help="record the run and print its id without starting it (to launch it "
+                        "yourself, e.g. with torchrun on several nodes)")
+    add_config_flags(p)
+
+
+@command("models")
+def models_list(args: argparse.Namespace) -> Result:
+    from core.models import list_models
+
+    specs = list_models()
+    return Result({"models": [asdict(s) for s in specs]},
+                  "\n".join(f"{s.name:20} {','.join(s.modalities):14} {s.description}"
+                            for s in specs))
+
+
+@command("train")
+def train(args: argparse.Namespace) -> Result:
+    from core.runs import jobs
+    from core.runs.store import Store
+
+    config = config_from_args(args)
+    store = Store(args.home)
+    if args.create_only:
+        run = jobs.create_run(store, config, name=args.name)
+        return Result(run_payload(run), run.id)
+    if args.detach:
+        run = jobs.launch(store, config, name=args.name)
+        return Result(run_payload(run), f"Launched {run.id} in the background "
+                                        f"(`python -m core status {run.id}`)")
+    run = jobs.create_run(store, config, name=args.name)
+    print(f"run {run.id}", file=sys.stderr)
+    if config.train.nproc > 1:
+        jobs.spawn(store, run.id)
+        run = follow(store, run.id)
+    else:
+        run = train_in_process(store, run.id, resume=False)
+    return report(run)
