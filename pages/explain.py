@@ -19,7 +19,7 @@ from core.errors import UserError
 from core.explain import effective_params, find_explanation, list_explainers
 from core.explain.cache import SUMMARY_INPUT, read_prediction, save_input_image, save_input_row
 from core.explain.plots import beeswarm_figure
-from core.runs import launch
+from core.runs import launchers
 from ui import state
 from ui.explain_views import (
     describe_prediction,
@@ -155,7 +155,7 @@ def render_explanations(s, run, info, saved) -> None:
     busy = job is not None and job.is_active
     if st.button("Explain", key="explain_run", type="primary", icon=":material/psychology:",
                  disabled=not missing or busy):
-        launch.start_explain(s, run.id, path, missing, target=choice if choice >= 0 else None,
+        launchers.start_explain(s, run.id, path, missing, target=choice if choice >= 0 else None,
                              params={m: params[m] for m in missing}, key=key)
         st.rerun()
     if missing and job is not None:
@@ -175,7 +175,7 @@ def render_summary(s, run, info, target: int) -> None:
         job = s.latest_job(run.id, "explain", key)
         if st.button(f"Compute SHAP over {SUMMARY_ROWS} test rows", key="explain_summary",
                      disabled=job is not None and job.is_active):
-            launch.start_explain_summary(s, run.id, target, SUMMARY_ROWS, key=key)
+            launchers.start_explain_summary(s, run.id, target, SUMMARY_ROWS, key=key)
             st.rerun()
         if job is not None:
             watch(job, "SHAP summary")

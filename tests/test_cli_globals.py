@@ -30,6 +30,8 @@ SAMPLES: dict[str, list[str]] = {
     "delete": ["RUN"],
     "resume": ["RUN"],
     "_job": ["RUN"],
+    "jobs": ["--all"],
+    "queue": [],
     "evaluate": ["RUN"],
     "predict": ["RUN", "CSV"],
     "explain": ["RUN", "CSV", "--method", "nope"],
@@ -156,6 +158,8 @@ EXPECT: dict[str, Callable[..., Callable[[int, str, str], None]]] = {
     "delete": lambda run_id, home: ok(
         lambda o: o["deleted"] == run_id and not (home / "runs" / run_id).exists()),
     "_job": lambda run_id, home: lambda code, out, err: None,  # checked by the status after
+    "jobs": lambda run_id, home: ok(lambda o: isinstance(o["jobs"], list)),
+    "queue": lambda run_id, home: ok(lambda o: o["max_jobs"] >= 1 and o["running"] == []),
     "bundles": lambda run_id, home: ok(lambda o: o["bundles"] == []),
 }
 

@@ -249,7 +249,7 @@ def test_cli_prints_metrics_and_errors_exit_2(ws, runs) -> None:
 
 
 def test_evaluate_as_a_background_task(ws, runs) -> None:
-    from core.runs.launch import start_evaluate
+    from core.runs.launchers import start_evaluate
 
     store = Store(ws)
     run_id = runs["shapes"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, run_json, wait_for
 
-from core.runs import jobs
+from core import runs
+from core.runs.processes import is_alive
 from core.runs.store import TERMINAL, Store
 
 # shapes at 32px: epochs long enough (~1 s) to act between them, short enough for CI.
@@ -44,7 +45,7 @@ def _live_group_members(pgid: int) -> list[int]:
 
 
 def _gone(pid: int) -> bool:
-    return not jobs.is_alive(pid)
+    return not is_alive(pid)
 
 
 def test_kill_9_then_resume_equals_a_straight_run(home, reference):
@@ -93,7 +94,7 @@ def test_two_jobs_and_a_polling_reader_lose_nothing(home):
         polls += 1
         for run_id in ids:
             store.get_metrics(run_id)
-        jobs.reconcile(store)
+        runs.reconcile(store)
         return all(store.get_run(r).status in TERMINAL for r in ids)
 
     wait_for(both_done, timeout=180, interval=0.2, message="both runs finish")

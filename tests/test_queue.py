@@ -18,7 +18,7 @@ from conftest import ROOT, run_json, wait_for
 from core import runs
 from core.config import RunConfig
 from core.errors import InvalidConfig, InvalidRunState
-from core.runs import launch
+from core.runs import launchers
 from core.runs.processes import is_alive
 from core.runs.store import Store
 
@@ -178,7 +178,7 @@ def test_lineage_is_recorded_and_checked(home):
 def test_a_cancelled_export_ends_cancelled_and_leaves_no_bundle(home):
     run_id = run_json(*TRAIN, "--epochs", "1", home=home)["run_id"]
     store = Store(home)
-    job = launch.start_export(store, run_id, "onnx")
+    job = launchers.start_export(store, run_id, "onnx")
     wait_for(lambda: store.get_job(job.id).pid, timeout=10, message="export spawned")
     ended = runs.cancel_job(store, job.id)
     assert ended.status == "cancelled"

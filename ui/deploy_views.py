@@ -20,7 +20,7 @@ import streamlit as st
 from core.deploy import monitor
 from core.deploy.bundle import list_bundles, read_latency, serve_dir
 from core.deploy.serve import LOG_FILE, read_state, write_token
-from core.runs import cancel_job, launch
+from core.runs import cancel_job, launchers
 from core.runs.records import Job, Run
 from core.runs.store import Store
 from ui import format as fmt
@@ -38,17 +38,17 @@ BENCH_BUDGET_S = 2.0  # seconds of timing per form: enough for the small models 
 
 def start_export(s: Store, run: Run, choice: str) -> Job:
     fmt_name, quantize = EXPORTS[choice]
-    return launch.start_export(s, run.id, fmt_name, quantize)
+    return launchers.start_export(s, run.id, fmt_name, quantize)
 
 
 def start_bench(s: Store, run: Run) -> Job:
-    return launch.start_bench(s, run.id, BENCH_BUDGET_S)
+    return launchers.start_bench(s, run.id, BENCH_BUDGET_S)
 
 
 def start_server(s: Store, run: Run, bundle: str, port: int, concurrency: int,
                  token: str) -> Job:
     token_file = write_token(home(), run.id, token) if token else None
-    return launch.start_serve(s, run.id, bundle, port, concurrency, token_file)
+    return launchers.start_serve(s, run.id, bundle, port, concurrency, token_file)
 
 
 def stop_server(s: Store, job: Job) -> None:

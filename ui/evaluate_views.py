@@ -18,7 +18,7 @@ import streamlit as st
 from core.analyze import metrics
 from core.analyze.evaluate import Predictions, eval_path, is_fresh, read_predictions
 from core.checkpoint import run_checkpoint
-from core.runs import launch
+from core.runs import launchers
 from core.runs.store import Run, Store
 from ui import format as fmt
 from ui.evaluate_charts import pr_figure, reliability_figure, roc_figure
@@ -103,7 +103,7 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
             help="The run is still training: its best checkpoint may change."):
         return None
     stale = eval_path(s.home, run.id, split).is_file()
-    job = launch.start_evaluate(s, run.id, split)
+    job = launchers.start_evaluate(s, run.id, split)
     st.caption(("The checkpoint changed since the last evaluation: " if stale else "")
                + f"evaluating {label} on the {split} split in the background.")
     watch_job(job.id, f"Evaluating {label}")

@@ -1,8 +1,8 @@
 """The one watcher of background work that every page shares.
 
-A page starts a job through a typed launcher (``core.runs.launch``), then draws it here: a progress
-bar while it is queued or running, refreshed in a fragment; when it ends, the whole page redraws
-to show the result (or this draws the error). Statuses are compared, never error strings.
+A page starts a job through a typed launcher (``core.runs.launchers``), then draws it here: a
+progress bar while it is queued or running, refreshed in a fragment; when it ends, the whole page
+redraws to show the result (or this draws the error). Statuses are compared, never error strings.
 """
 
 from __future__ import annotations

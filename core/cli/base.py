@@ -32,7 +32,7 @@ def command(key: str) -> Callable[[Handler], Handler]:
 
 @dataclass
 class Result:
-    """What a command produced: ``payload`` for ``--json`` (and a background task's result),
+    """What a command produced: ``payload`` for ``--json`` (and a background job's result),
     ``text`` for a person, and the exit ``code``."""
 
     payload: Any
@@ -42,24 +42,24 @@ class Result:
 
 def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
     """Print the result on stdout: one JSON object with ``--json``, else ``text``."""
-    args.result = payload  # kept as the task's result when run as a background task
+    args.result = payload  # kept as the job's result when run as a background job
     print(json.dumps(payload, default=str) if args.json else text)
 
 
 def progress(args: argparse.Namespace, desc: str):
-    """The progress callback a command should use: tqdm on stderr, plus the task row if any."""
+    """The progress callback a command should use: tqdm on stderr, plus the job's row if any."""
+    from core.runs.body import JobProgress
     from core.runs.store import Store
-    from core.runs.tasks import Progress
 
-    task = getattr(args, "task", None)
-    return Progress(desc, Store(args.home) if task else None, task)
+    job = getattr(args, "job", None)
+    return JobProgress(desc, Store(args.home) if job else None, job)
 
 
 # -- the parser's building blocks ----------------------------------------------------------------
 
 
 def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
-    """``--home``, ``--json``, ``--store``, ``--executor`` and the hidden ``--task``.
+    """``--home``, ``--json``, ``--store``, ``--executor`` and the hidden ``--job``.
 
     They are accepted on the top parser and on every sub-command, before or after it. Only the
     top parser has real defaults: argparse copies a sub-parser's whole namespace, defaults
@@ -80,8 +80,8 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument("--executor", choices=EXECUTORS, default=default(None),
                         help="where jobs run (default: local processes; ray is not supported "
                              "yet)")
-    # Set by core.runs.tasks.launch_task: this process is that background task.
-    parser.add_argument("--task", default=default(None), help=argparse.SUPPRESS)
+    # Set by the job dispatcher (core.runs.jobs): this process is the body of that job.
+    parser.add_argument("--job", default=default(None), help=argparse.SUPPRESS)
 
 
 def _store_url(text: str) -> str:
@@ -120,32 +120,3 @@ def add_group(sub: Any, name: str, help: str) -> Any:
     """A sub-command with sub-commands of its own (``datasets list``); returns their ``sub``."""
     parser = sub.add_parser(name, parents=[_common()], help=help, description=help)
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
-
-
-# -- a background task's row ---------------------------------------------------------------------
-
-
-class TaskRecorder:
-    """Marks the store's task row running, then completed (with the result) or failed.
-
-    Used when the CLI runs as a background task (``--task ID``, set by ``launch_task``).
-    """
-
-    def __init__(self, args: argparse.Namespace):
-        import os
-
-        from core.runs.processes import process_start_time
-        from core.runs.store import Store
-
-        self.args, self.store = args, Store(args.home)
-        self.store.update_task(args.task, status="running", pid=os.getpid(),
-                               pid_start=process_start_time(os.getpid()))
-
-    def finish(self, code: int, error: str | None) -> None:
-        if code == 0:
-            self.store.update_task(self.args.task, status="completed",
-                                   result=getattr(self.args, "result", None))
-        else:
-            self.store.update_task(self.args.task, status="failed",
-                                   error=error or f"exited with status {code}")
-

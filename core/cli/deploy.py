@@ -89,10 +89,11 @@ def serve(args: argparse.Namespace) -> Result:
     def ready(url: str) -> None:
         print(f"Serving {model.version} on {url} (docs: {url}/docs); Ctrl-C stops it.",
               file=sys.stderr)
-        if getattr(args, "task", None):
+        if getattr(args, "job", None):
             from core.runs.store import Store
 
-            Store(args.home).update_task(args.task, message=url)
+            with Store(args.home) as store:
+                store.update_job(args.job, message=url)
 
     state_dir = server.serve_dir(server.resolve_home(args.home), run_id) if run_id else None
     server.serve(model, settings, args.host, args.port, state_dir=state_dir, on_ready=ready)

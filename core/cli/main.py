@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from core.cli.base import COMMANDS, Result, TaskRecorder, add_global_options, emit
+from core.cli.base import COMMANDS, Result, add_global_options, emit
 from core.errors import InvalidConfig, UserError, workspace_error
 
 # Every step's commands, in the order ``--help`` lists them. Each module defines
@@ -45,10 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    task = None
+    body = None
     try:
         _check_future_options(args)
-        task = TaskRecorder(args) if args.task else None
+        if args.job:
+            from core.runs.body import JobBody
+
+            body = JobBody(_home(args), args.job)
+            if not body.start():  # cancelled before this process got here: nothing to do
+                return 0
         code, error = _dispatch(args), None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -56,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         user_error = exc if isinstance(exc, UserError) else workspace_error(exc, _home(args))
         if user_error is None:  # a bug: keep its traceback
-            if task:
-                _finish(task, 1, f"{type(exc).__name__}: {exc}")
+            if body:
+                _finish(body, args, 1, f"{type(exc).__name__}: {exc}")
             raise
         print(f"error: {user_error}", file=sys.stderr)
         code, error = user_error.exit_code, str(user_error)
-    if task:
-        _finish(task, code, error)
+    if body:
+        _finish(body, args, code, error)
     return code
 
 
@@ -93,15 +98,16 @@ def _check_future_options(args: argparse.Namespace) -> None:
                             "jobs as local processes.")
 
 
-def _finish(task: TaskRecorder, code: int, error: str | None) -> None:
-    """Record the task's end; a workspace that cannot be written any more only loses the row
-    (reconcile marks it interrupted), it does not turn the command's error into a traceback."""
+def _finish(body, args: argparse.Namespace, code: int, error: str | None) -> None:
+    """Record the job's end (a training job ends as its run did: ``args.job_status``); a
+    workspace that cannot be written any more only loses the row (reconcile marks it
+    interrupted), it does not turn the command's error into a traceback."""
     try:
-        task.finish(code, error)
+        body.finish(code, error, getattr(args, "result", None), getattr(args, "job_status", None))
     except Exception as exc:
         if workspace_error(exc) is None:
             raise
-        logging.getLogger(__name__).warning("could not record the task's end: %s", exc)
+        logging.getLogger(__name__).warning("could not record the job's end: %s", exc)
 
 
 def command_keys(parser: argparse.ArgumentParser) -> dict[str, list[str]]:

@@ -8,79 +8,113 @@ import sys
 import time
 from typing import Any
 
+from core import runs
 from core.cli.base import Result, add_command, command
-from core.runs.store import TERMINAL, Run, Store
+from core.runs import reconcile
+from core.runs.records import TERMINAL, Job, Run
+from core.runs.store import Store
+from core.workspace import check_name, is_valid_name
 
 
 def add_parsers(sub) -> None:
     add_command(sub, "runs", "list runs").add_argument("--limit", type=int, default=50)
-    for name, text in (("status", "show a run"), ("cancel", "stop a running run"),
-                       ("delete", "delete a finished run and its files")):
-        add_command(sub, name, text).add_argument("run")
+    add_command(sub, "status", "show a run: status, lineage, progress, its jobs").add_argument(
+        "run")
+    add_command(sub, "cancel", "stop a run's training, or any job (RUN or JOB id)").add_argument(
+        "id", metavar="RUN|JOB")
+    add_command(sub, "delete", "delete a finished run and its files").add_argument("run")
     res = add_command(sub, "resume", "continue an interrupted or cancelled run")
     res.add_argument("run")
     res.add_argument("--detach", action="store_true", help="resume in the background")
-    job = add_command(sub, "_job", None)  # internal: started by core.runs.jobs.job_command
+    jobs = add_command(sub, "jobs", "background work: what runs, what waits, what ended")
+    jobs.add_argument("--all", action="store_true", help="also the jobs that ended")
+    jobs.add_argument("--limit", type=int, default=50)
+    queue = add_command(sub, "queue", "show or set how many heavy jobs run at once")
+    queue.add_argument("--max-jobs", type=int, help="the workspace's cap (also: "
+                                                    "$LAB2MARKET_MAX_JOBS)")
+    job = add_command(sub, "_job", None)  # internal: the body of a training job
     job.add_argument("run")
     job.add_argument("--resume", action="store_true")
 
 
 @command("runs")
-def runs(args: argparse.Namespace) -> Result:
-    from core.runs import jobs
-
-    store = Store(args.home)
-    jobs.reconcile(store)
-    items = store.list_runs(limit=args.limit)
-    lines = [f"{r.id}  {r.status:11} {r.dataset:14} {r.model:18} epoch {r.epoch}/"
+def runs_list(args: argparse.Namespace) -> Result:
+    with Store(args.home) as store:
+        reconcile(store)
+        items = store.list_runs(limit=args.limit)
+    lines = [f"{r.id}  {r.status:11} {r.kind:9} {r.dataset:14} {r.model:18} epoch {r.epoch}/"
              f"{r.total_epochs}  best {_fmt(r.best_metric)}" for r in items]
     return Result({"runs": [run_payload(r) for r in items]}, "\n".join(lines) or "no runs yet")
 
 
 @command("status")
 def status(args: argparse.Namespace) -> Result:
-    from core.runs import jobs
-
-    store = Store(args.home)
-    jobs.reconcile(store)
-    run = store.get_run(args.run)
-    payload = run_payload(run)
-    payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
-    text = (f"{run.id}: {run.status}, epoch {run.epoch}/{run.total_epochs}, "
+    with Store(args.home) as store:
+        reconcile(store)
+        run = store.get_run(args.run)
+        payload = run_payload(run)
+        payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
+        jobs = store.list_jobs(run_id=run.id)
+    payload["jobs"] = [job_payload(j) for j in jobs]
+    lineage = run.kind + (f" of {run.parent_run}" if run.parent_run else "")
+    text = (f"{run.id}: {run.status} ({lineage}), epoch {run.epoch}/{run.total_epochs}, "
             f"step {run.step}/{run.total_steps}" + (f"\nerror: {run.error}" if run.error else ""))
+    text += "".join(f"\n  job {j.id} {j.kind:9} {j.status}" for j in jobs if j.is_active)
     return Result(payload, text)
 
 
 @command("cancel")
 def cancel(args: argparse.Namespace) -> Result:
-    from core.runs import jobs
-
-    run = jobs.cancel(Store(args.home), args.run)
+    with Store(args.home) as store:
+        if is_valid_name("job", args.id):
+            job = runs.cancel_job(store, args.id)
+            return Result(job_payload(job), f"{job.id}: {job.status}")
+        run = runs.cancel(store, check_name("run", args.id))
     return Result(run_payload(run), f"{run.id}: {run.status}")
 
 
 @command("delete")
 def delete(args: argparse.Namespace) -> Result:
-    from core.runs import jobs
-
-    jobs.delete(Store(args.home), args.run)
+    with Store(args.home) as store:
+        runs.delete(store, args.run)
     return Result({"deleted": args.run}, f"deleted {args.run}")
 
 
 @command("resume")
 def resume(args: argparse.Namespace) -> Result:
-    from core.runs import jobs
-    from core.workspace import run_dir
-
-    store = Store(args.home)
-    distributed = store.get_run(args.run).config["train"]["nproc"] > 1
-    run = jobs.resume(store, args.run, detach=args.detach or distributed)
-    if args.detach:
-        return Result(run_payload(run), f"Resumed {run.id} in the background")
-    if distributed:
+    with Store(args.home) as store:
+        run = runs.resume(store, args.run)
+        if args.detach:
+            return Result(run_payload(run), f"Resumed {run.id} in the background")
         return report(follow(store, run.id))
-    has_checkpoint = (run_dir(store.home, run.id) / "checkpoints" / "last.pt").is_file()
-    return report(train_in_process(store, run.id, resume=has_checkpoint))
+
+
+@command("jobs")
+def jobs_list(args: argparse.Namespace) -> Result:
+    with Store(args.home) as store:
+        reconcile(store)
+        statuses = None if args.all else ("queued", "running")
+        found = store.list_jobs(statuses, limit=args.limit)
+    lines = [f"{j.id}  {j.status:11} {j.kind:9} {j.run_id}  {j.message}" for j in found]
+    return Result({"jobs": [job_payload(j) for j in found]},
+                  "\n".join(lines) or "no jobs" + ("" if args.all else " queued or running"))
+
+
+@command("queue")
+def queue(args: argparse.Namespace) -> Result:
+    with Store(args.home) as store:
+        if args.max_jobs is not None:
+            runs.set_max_jobs(store, args.max_jobs)
+        reconcile(store)
+        limit, source = runs.max_jobs(store)
+        active = store.active_jobs()
+        running = [j for j in active if j.heavy and j.status == "running"]
+        waiting = [j for j in active if j.heavy and j.status == "queued"]
+    payload = {"max_jobs": limit, "source": source, "running": [job_payload(j) for j in running],
+               "queued": [job_payload(j) for j in waiting]}
+    text = (f"{len(running)}/{limit} heavy job(s) running ({source}); {len(waiting)} queued"
+            + "".join(f"\n  {i}. {j.id} {j.kind} {j.run_id}" for i, j in enumerate(waiting, 1)))
+    return Result(payload, text)
 
 
 @command("_job")
@@ -88,7 +122,9 @@ def job(args: argparse.Namespace) -> int:
     from core.train import execute_run
 
     summary = execute_run(args.run, args.home, resume=args.resume)
-    return 0 if summary.get("status") in ("completed", "cancelled") else 1
+    args.job_status = summary.get("status")  # the job ends as its run did
+    args.result = {"run_id": args.run, "status": args.job_status}
+    return 0 if args.job_status in ("completed", "cancelled") else 1
 
 
 # -- helpers (train shares them) -----------------------------------------------------------------
@@ -108,33 +144,38 @@ def run_payload(run: Run) -> dict[str, Any]:
     }
 
 
-def train_in_process(store: Store, run_id: str, resume: bool) -> Run:
-    """Train (or resume) a run in this process, with a progress bar on stderr."""
-    from core.cli.progress import TqdmProgress
-    from core.train import execute_run
-
-    execute_run(run_id, store.home, resume=resume, callbacks=[TqdmProgress()])
-    return store.get_run(run_id)
+def job_payload(job: Job) -> dict[str, Any]:
+    """A job as ``--json`` prints it."""
+    return {"job_id": job.id, "run_id": job.run_id, "kind": job.kind, "key": job.key,
+            "status": job.status, "heavy": job.heavy, "done": job.done, "total": job.total,
+            "message": job.message, "error": job.error, "created_at": job.created_at,
+            "started_at": job.started_at, "ended_at": job.ended_at}
 
 
 def follow(store: Store, run_id: str) -> Run:
-    """Wait for a background run (e.g. torchrun) to end, with a progress bar; Ctrl-C cancels."""
+    """Wait for a run's queued training to end, with a progress bar; Ctrl-C cancels it.
+
+    Blocking ``train`` and ``resume`` go through the same queue as everything else, so a
+    terminal cannot start a training the workspace's cap does not allow.
+    """
     from tqdm import tqdm
 
-    from core.runs import jobs
-
-    with tqdm(desc=run_id, unit="step", file=sys.stderr) as bar:
+    with tqdm(desc=run_id, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
         try:
             while True:
-                jobs.reconcile(store)
+                reconcile(store)
                 run = store.get_run(run_id)
+                if run.status == "queued":
+                    bar.set_description(f"{run_id} (queued)")
+                else:
+                    bar.set_description(f"{run_id} epoch {run.epoch}/{run.total_epochs}")
                 bar.total, bar.n = run.total_steps or None, run.step
                 bar.refresh()
                 if run.status in TERMINAL:
                     return run
-                time.sleep(0.5)
+                time.sleep(0.3)
         except KeyboardInterrupt:
-            return jobs.cancel(store, run_id)
+            return runs.cancel(store, run_id)
 
 
 def report(run: Run) -> Result:

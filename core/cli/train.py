@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from core.cli.base import Result, add_command, command
 from core.cli.flags import add_config_flags, config_from_args
-from core.cli.runs import follow, report, run_payload, train_in_process
+from core.cli.runs import follow, report, run_payload
 
 
 def add_parsers(sub) -> None:
@@ -35,23 +35,17 @@ def models_list(args: argparse.Namespace) -> Result:
 
 @command("train")
 def train(args: argparse.Namespace) -> Result:
-    from core.runs import jobs
+    from core import runs
     from core.runs.store import Store
 
     config = config_from_args(args)
-    store = Store(args.home)
-    if args.create_only:
-        run = jobs.create_run(store, config, name=args.name)
-        return Result(run_payload(run), run.id)
-    if args.detach:
-        run = jobs.launch(store, config, name=args.name)
-        return Result(run_payload(run), f"Launched {run.id} in the background "
-                                        f"(`python -m core status {run.id}`)")
-    run = jobs.create_run(store, config, name=args.name)
-    print(f"run {run.id}", file=sys.stderr)
-    if config.train.nproc > 1:
-        jobs.spawn(store, run.id)
-        run = follow(store, run.id)
-    else:
-        run = train_in_process(store, run.id, resume=False)
-    return report(run)
+    with Store(args.home) as store:
+        if args.create_only:
+            run = runs.create_run(store, config, name=args.name)
+            return Result(run_payload(run), run.id)
+        run = runs.launch(store, config, name=args.name)
+        if args.detach:
+            return Result(run_payload(run), f"Launched {run.id} in the background "
+                                            f"(`python -m core status {run.id}`)")
+        print(f"run {run.id}", file=sys.stderr)
+        return report(follow(store, run.id))

@@ -2,7 +2,7 @@
 
 The public surface: ``Store``; the run lifecycle (``create_run``, ``launch``, ``resume``,
 ``cancel``, ``delete``); jobs (``submit``, ``dispatch``, ``reconcile``, ``cancel_job``,
-``max_jobs``, ``set_max_jobs``) and the typed launchers in :mod:`core.runs.launch`.
+``max_jobs``, ``set_max_jobs``) and the typed launchers in :mod:`core.runs.launchers`.
 """
 
 from core.runs.jobs import (

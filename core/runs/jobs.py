@@ -102,7 +102,7 @@ def _spawn(store: Store, job: Job) -> None:
     # job several times slower, so a job that is not alone (or is a DDP launcher) gets one.
     if len(store.active_jobs()) > 1 or "torch.distributed.run" in job.argv:
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
-    argv = [*job.argv, "--home", str(store.home), "--task", job.id]
+    argv = [*job.argv, "--home", str(store.home), "--job", job.id]
     log_file = "log.txt" if job.kind == "train" else f"job-{job.kind}.log"
     pid, start = spawn_detached(argv, run_dir(store.home, job.run_id) / log_file, env)
     store.update_job(job.id, pid=pid, pid_start=start)
@@ -213,13 +213,3 @@ def active_job(store: Store, run_id: str, kinds: Sequence[str] | None = None) ->
 def python_core(*args: str) -> list[str]:
     """``-m core ARGS``: the argv of a job that runs a CLI command."""
     return ["-m", "core", *args]
-
-
-# Transitional: the run lifecycle used to live here; callers move to ``core.runs``.
-from core.runs.lifecycle import cancel, create_run, delete, launch, resume  # noqa: E402,F401
-
-
-def spawn(store: Store, run_id: str, **kwargs: bool) -> int:
-    from core.runs.lifecycle import enqueue_training
-
-    return enqueue_training(store, run_id, **kwargs).pid or 0

@@ -171,20 +171,3 @@ class JobTable:
             "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND heavy = 1 AND "
             "(created_at < ? OR (created_at = ? AND id < ?))",
             (job.created_at, job.created_at, job.id)).fetchone()[0]
-
-    # -- transitional names (removed once every caller uses the job names) ----------------------
-
-    def get_task(self, task_id: str) -> Job:
-        return self.get_job(task_id)
-
-    def latest_task(self, run_id: str, kind: str, key: str | None = None) -> Job | None:
-        return self.latest_job(run_id, kind, key)
-
-    def update_task(self, task_id: str, status: str | None = None, error: str | None = None,
-                    **fields: Any) -> None:
-        if status is not None:
-            result = fields.pop("result", None)
-            expect = ("queued", "running") if status == "running" else ("running",)
-            self.set_job_status(task_id, status, expect=expect, error=error, result=result)
-        if fields:
-            self.update_job(task_id, **fields)

@@ -60,7 +60,7 @@ def enqueue_training(store: Store, run_id: str, resume: bool = False) -> Job:
     return submit(store, run_id, "train", train_argv(store.get_run(run_id), resume))
 
 
-def resume(store: Store, run_id: str, detach: bool = True) -> Run:
+def resume(store: Store, run_id: str) -> Run:
     """Continue an interrupted or cancelled run from its last checkpoint, in the same run id.
 
     Only one of several concurrent resumes wins (``interrupted|cancelled -> queued`` is a
@@ -79,8 +79,7 @@ def resume(store: Store, run_id: str, detach: bool = True) -> Run:
                               "can be resumed (clone a failed run to try again).")
     store.add_event(run_id, "queued", f"Resume requested (was {run.status})")
     has_checkpoint = (run_dir(store.home, run_id) / "checkpoints" / "last.pt").is_file()
-    if detach:  # else the caller trains it in its own process
-        enqueue_training(store, run_id, resume=has_checkpoint)
+    enqueue_training(store, run_id, resume=has_checkpoint)
     return store.get_run(run_id)
 
 

@@ -127,8 +127,8 @@ class Store(JobTable):
             # A read-only or full disk: still let `runs` and `status` read what is there.
             # Writes then fail with SQLite's own message, which the CLI and pages turn into
             # one line ("the workspace is read-only / full").
-            if not self.path.is_file():
-                raise
+            if not self.path.is_file() or self.path.stat().st_size == 0:
+                raise  # nothing to read: no fallback to an empty, table-less file
             self._conn = self._open_read_only(timeout)
             self.read_only = True
 
