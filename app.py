@@ -6,7 +6,7 @@ gets the shared sidebar, also when Streamlit runs it alone, is explained in ``ui
 
 import streamlit as st
 
-from ui.router import enter_app, render_shell
+from ui.router import enter_app, run_page
 
 st.set_page_config(page_title="Lab2Market", page_icon=":material/rocket_launch:", layout="wide")
 enter_app()
@@ -22,6 +22,4 @@ pages = {
     ],
     "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }
-page = st.navigation(pages)
-render_shell()
-page.run()
+run_page(st.navigation(pages))

@@ -69,3 +69,24 @@ def require_router() -> None:
         st.rerun()
     _shared_state()
     render_shell()
+
+
+def run_page(page) -> None:
+    """Draw the shell and the page; a full or read-only workspace is one line, not a traceback.
+
+    Every store write or file a page makes can meet a full or read-only disk; the message is the
+    same one the CLI prints (``core.errors.workspace_error``), whichever page met it.
+    """
+    from core.errors import workspace_error
+    from core.workspace import ENV_VAR
+
+    try:
+        render_shell()
+        page.run()
+    except Exception as exc:  # Streamlit's own rerun/stop signals are BaseExceptions: untouched
+        import os
+
+        problem = workspace_error(exc, os.environ.get(ENV_VAR) or "workspace")
+        if problem is None:
+            raise
+        st.error(str(problem), icon=":material/storage:")

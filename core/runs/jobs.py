@@ -117,6 +117,8 @@ def reconcile(store: Store) -> list[str]:
     A job (or a run) whose process ended without a terminal status becomes ``interrupted``; a
     training job's run with it, so it can be resumed.
     """
+    if store.read_only:  # a read-only workspace can be read, not settled
+        return []
     changed = []
     now = time.time()
     for job in store.active_jobs():

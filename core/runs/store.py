@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.errors import RunNotFound
+from core.errors import RunNotFound, workspace_error
 from core.runs.jobtable import JOBS_SCHEMA, JobTable
 from core.runs.records import (  # noqa: F401  (re-exported: callers import them from the store)
     ACTIVE,
@@ -169,13 +169,23 @@ class Store(JobTable):
     def _write(self) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a writer waits (busy timeout) at the
         # start instead of failing half-way with "database is locked" on lock upgrade.
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from exc
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._unavailable(exc) from exc
             raise
-        self._conn.execute("COMMIT")
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> Exception:
+        """A full or read-only workspace as one line (a UserError); other errors as they are."""
+        return workspace_error(exc, self.home) or exc
 
     # -- runs ------------------------------------------------------------------------------------
 
