@@ -195,3 +195,18 @@ def test_a_job_keeps_its_result_and_a_failed_one_its_message(home):
     assert ended[0].status == "completed" and ended[0].result["run_id"] == run.id
     assert ended[1].status == "failed" and "only interrupted or cancelled" in ended[1].error
     assert store.latest_job(run.id, "resume").id == bad.id
+
+
+def test_delete_is_refused_while_work_runs_on_the_run(home):
+    store = Store(home)
+    run = runs.create_run(store, RunConfig())
+    store.set_status(run.id, "running")
+    store.set_status(run.id, "completed")
+    job = runs.submit(store, run.id, "export", ["-c", "import time; time.sleep(60)"])
+    wait_for(lambda: store.get_job(job.id).pid, timeout=10, message="spawned")
+    with pytest.raises(InvalidRunState, match="work in progress"):
+        runs.delete(store, run.id)
+    assert (home / "runs" / run.id).is_dir() and store.get_run(run.id)
+    runs.cancel_job(store, job.id, grace=5)
+    runs.delete(store, run.id)
+    assert not (home / "runs" / run.id).exists()
