@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 from core.analyze import metrics  # noqa: E402
 from core.analyze.evaluate import evaluate, predict_split, stored, write_predictions  # noqa: E402
 from core.config import RunConfig  # noqa: E402
-from core.runs.jobs import create_run  # noqa: E402
-from core.runs.store import Store  # noqa: E402
+from core.runs import create_run  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
 
 # A fresh process: the libraries every inference job imports first (timed apart), then one
 # evaluation from nothing (model and dataset loaded, split predicted, file written).
@@ -50,22 +50,24 @@ import torch, torchvision, sklearn.datasets
 {threads}
 imports = time.perf_counter() - t
 from core.analyze.evaluate import evaluate
+from core.workspace import Workspace
+ws = Workspace.open(sys.argv[2])
 t = time.perf_counter()
-preds = evaluate(sys.argv[1], sys.argv[2], "test", force=True)
+preds = evaluate(ws, sys.argv[1], "test", force=True)
 print(json.dumps({{"seconds": time.perf_counter() - t, "loop": preds.seconds, "n": len(preds),
                   "imports": imports}}))
 """
 
 
-def train(home: Path, **sections) -> str:
+def train(ws: Workspace, **sections) -> str:
     from core.train import execute_run
 
     raw = RunConfig().to_dict()
     raw["train"].update(epochs=1)
     for section, values in sections.items():
         raw[section].update(values)
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home)
+    run = create_run(ws.store, RunConfig.from_dict(raw))
+    summary = execute_run(ws, run.id)
     assert summary["status"] == "completed", summary
     return run.id
 
@@ -76,19 +78,19 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def digits_test(home: Path, run_id: str, threads: int | None) -> dict:
+def digits_test(ws: Workspace, run_id: str, threads: int | None) -> dict:
     t = time.perf_counter()
     cli = subprocess.run([sys.executable, "-m", "core", "evaluate", run_id, "--split", "test",
-                          "--no-calibrate", "--force", "--json", "--home", str(home)],
+                          "--no-calibrate", "--force", "--json", "--home", str(ws.home)],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     cli_s = time.perf_counter() - t
     setting = f"torch.set_num_threads({threads})" if threads else ""
     fresh = json.loads(subprocess.run(
-        [sys.executable, "-c", COLD_SNIPPET.format(threads=setting), run_id, str(home)],
+        [sys.executable, "-c", COLD_SNIPPET.format(threads=setting), run_id, str(ws.home)],
         cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-    evaluate(run_id, home, "test", force=True)  # warm this process up
+    evaluate(ws, run_id, "test", force=True)  # warm this process up
     t = time.perf_counter()
-    evaluate(run_id, home, "test", force=True)
+    evaluate(ws, run_id, "test", force=True)
     warm_s = time.perf_counter() - t
     return {"samples": fresh["n"], "cli_fresh_process_s": round(cli_s, 3),
             "library_imports_s": round(fresh["imports"], 3),
@@ -99,32 +101,32 @@ def digits_test(home: Path, run_id: str, threads: int | None) -> dict:
             "accuracy": json.loads(cli.stdout)["overall"]["accuracy"]}
 
 
-def second_open(home: Path, run_id: str, repeats: int = 5) -> dict:
+def second_open(ws: Workspace, run_id: str, repeats: int = 5) -> dict:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        preds = stored(home, run_id, "test")
+        preds = stored(ws, run_id, "test")
         metrics.report(preds.y_true, preds.probs, preds.classes)
         metrics.roc_curves(preds.y_true, preds.probs, preds.classes)
         metrics.pr_curves(preds.y_true, preds.probs, preds.classes)
         times.append(time.perf_counter() - t)
     t = time.perf_counter()
-    found = stored(home, run_id, "test")
+    found = stored(ws, run_id, "test")
     read_s = time.perf_counter() - t
     assert found is not None, "the stored file should still be fresh"
     return {"read_file_s": round(read_s, 5), "read_and_all_metrics_s": round(min(times), 4)}
 
 
-def large_split(home: Path, n: int, batch_size: int) -> dict:
+def large_split(ws: Workspace, n: int, batch_size: int) -> dict:
     from core.data.dataset import ArrayDataset
     from core.data.registry import load_dataset
     from core.data.shapes import generate_shapes
     from core.models.loaded import load_run
 
-    run_id = train(home, data={"dataset": "shapes", "image_size": 32})
-    loaded = load_run(run_id, home)
+    run_id = train(ws, data={"dataset": "shapes", "image_size": 32})
+    loaded = load_run(ws, run_id)
     images, labels, _ = generate_shapes(n=n, size=32, seed=7)
-    info = load_dataset("shapes", home).info.copy()  # the run's normalisation, every class
+    info = load_dataset(ws, "shapes").info.copy()  # the run's normalisation, every class
     info.split_counts = {"train": 0, "val": 0, "test": n}
     dataset = ArrayDataset(info, images, labels, {"test": np.arange(n)})
     calls: list[int] = []
@@ -138,7 +140,7 @@ def large_split(home: Path, n: int, batch_size: int) -> dict:
     t = time.perf_counter()
     preds = predict_split(loaded, dataset, "test", batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t
-    path = write_predictions(preds, home / "large_test.npz")
+    path = write_predictions(preds, ws.home / "large_test.npz")
     return {"samples": len(preds), "image_size": 32, "batch_size": batch_size,
             "seconds": round(seconds, 3), "images_per_s": round(len(preds) / seconds, 1),
             "batches": -(-n // batch_size), "progress_calls": len(calls),
@@ -161,11 +163,10 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(args.home or tmp)
-        run_id = args.run or train(home)
-        cold = digits_test(home, run_id, args.threads)
-        reopen = second_open(home, run_id)
+    with tempfile.TemporaryDirectory() as tmp, Workspace.open(args.home or tmp) as ws:
+        run_id = args.run or train(ws)
+        cold = digits_test(ws, run_id, args.threads)
+        reopen = second_open(ws, run_id)
         result = {
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
@@ -175,7 +176,7 @@ def main() -> None:
             "ratio_cold_and_metrics_over_second_open": round(
                 (cold["cold_after_imports_s"] + reopen["read_and_all_metrics_s"])
                 / reopen["read_and_all_metrics_s"], 1),
-            "large_split": large_split(home, args.large, args.batch_size),
+            "large_split": large_split(ws, args.large, args.batch_size),
         }
     print(json.dumps(result, indent=2))
 

@@ -53,7 +53,7 @@ def fake_run(classes: int = 10) -> SimpleNamespace:
     torch.manual_seed(0)
     model = create_model("resnet18", info, image_size=SIZE).eval()
     return SimpleNamespace(model=model, info=info, preprocess=make_preprocess(info, SIZE),
-                           image_size=SIZE, home=None, run_id="benchmark", classes=info.classes)
+                           image_size=SIZE, ws=None, run_id="benchmark", classes=info.classes)
 
 
 def forward_backward(model, x: torch.Tensor, n: int, column: int = TARGET) -> None:

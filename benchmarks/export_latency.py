@@ -57,17 +57,17 @@ def accuracy_part(dataset: str, epochs: int, budget_s: float) -> dict:
     from core.config import RunConfig
     from core.deploy.export import EvalData
     from core.models.loaded import load_run
-    from core.runs.jobs import create_run
-    from core.runs.store import Store
+    from core.runs import create_run
     from core.train import execute_run
+    from core.workspace import Workspace
 
-    with tempfile.TemporaryDirectory(prefix="l2m-bench-ws-") as home:
+    with tempfile.TemporaryDirectory(prefix="l2m-bench-ws-") as home, Workspace.open(home) as ws:
         raw = RunConfig().to_dict()
         raw["data"].update(dataset=dataset, image_size=16 if dataset == "shapes" else None)
         raw["train"].update(epochs=epochs, lr=3e-3 if dataset == "shapes" else 1e-3)
-        run = create_run(Store(home), RunConfig.from_dict(raw))
-        summary = execute_run(run.id, home)
-        loaded = load_run(run.id, home)
+        run = create_run(ws.store, RunConfig.from_dict(raw))
+        summary = execute_run(ws, run.id)
+        loaded = load_run(ws, run.id)
         data = EvalData.of(loaded, calibration=200)
         with tempfile.TemporaryDirectory(prefix="l2m-bench-") as tmp:
             variants = build_variants(loaded.model, torch.from_numpy(data.x[:2]), Path(tmp),

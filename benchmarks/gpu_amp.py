@@ -22,9 +22,10 @@ import torch  # noqa: E402
 
 from core.config import RunConfig  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
 
 
-def throughput(amp: str, args: argparse.Namespace, home: Path) -> float:
+def throughput(amp: str, args: argparse.Namespace, ws: Workspace) -> float:
     config = RunConfig.from_dict({
         "data": {"dataset": "shapes", "image_size": args.image_size,
                  "num_workers": args.workers, "pin_memory": args.device != "cpu"},
@@ -32,7 +33,7 @@ def throughput(amp: str, args: argparse.Namespace, home: Path) -> float:
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "amp": amp,
                   "device": args.device, "optimizer": "sgd", "lr": 0.01},
     })
-    trainer = Trainer(config, home / f"amp-{amp}", home)
+    trainer = Trainer(ws, config, ws.home / f"amp-{amp}")
     trainer.fit()
     # The first epoch includes cuDNN autotuning and allocator warm-up; report the last.
     return trainer.history[-1]["throughput"]
@@ -51,9 +52,9 @@ def main() -> None:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
     rates = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Workspace.open(tmp) as ws:
         for amp in args.modes.split(","):
-            rates[amp] = throughput(amp, args, Path(tmp))
+            rates[amp] = throughput(amp, args, ws)
     base = rates.get("off")
     print(json.dumps({
         "benchmark": "gpu_amp", "device": args.device,

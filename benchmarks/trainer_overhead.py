@@ -26,15 +26,15 @@ from core.config import RunConfig  # noqa: E402
 from core.data import load_dataset  # noqa: E402
 from core.data.torchdata import build_torch_split  # noqa: E402
 from core.models import create_model  # noqa: E402
-from core.runs.store import Store  # noqa: E402
 from core.train.callbacks import EarlyStopping, StoreLogger  # noqa: E402
 from core.train.trainer import Trainer  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
 
 
-def bare_loop(config: RunConfig, home: Path) -> float:
+def bare_loop(config: RunConfig, ws: Workspace) -> float:
     """What a person writes by hand: TensorDataset, DataLoader, Adam, forward/backward/step."""
     torch.manual_seed(config.train.seed)
-    dataset = load_dataset(config.data.dataset, home)
+    dataset = load_dataset(ws, config.data.dataset)
     size = config.data.image_size or dataset.info.image_size
     split = build_torch_split(dataset, "train", size)
     xs = torch.stack([split[i][0] for i in range(len(split))])
@@ -58,11 +58,11 @@ def bare_loop(config: RunConfig, home: Path) -> float:
     return statistics.median(rates[1:] or rates)  # the first epoch warms caches up
 
 
-def trainer_loop(config: RunConfig, home: Path) -> float:
-    store = Store(home)
+def trainer_loop(config: RunConfig, ws: Workspace) -> float:
+    store = ws.store
     run = store.create_run(config.to_dict())
     t = config.train
-    trainer = Trainer(config, home / "runs" / run.id, home,
+    trainer = Trainer(ws, config, ws.run_dir(run.id),
                       callbacks=[EarlyStopping(t.monitor, t.mode, t.patience),
                                  StoreLogger(store, run.id)])
     trainer.fit()
@@ -86,11 +86,10 @@ def main() -> None:
                   "amp": "off"},
     })
     bare, ours = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp, Workspace.open(tmp) as ws:
         for _ in range(args.rounds):
-            bare.append(bare_loop(config, home))
-            ours.append(trainer_loop(config, home))
+            bare.append(bare_loop(config, ws))
+            ours.append(trainer_loop(config, ws))
     ratio = statistics.median(ours) / statistics.median(bare)
     print(json.dumps({
         "benchmark": "trainer_overhead", "dataset": args.dataset, "model": args.model,

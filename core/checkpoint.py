@@ -26,10 +26,12 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import CheckpointDamaged, UnsafeCheckpoint, WeightsNotFound
-from core.workspace import resolve_home, run_dir
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -386,9 +388,9 @@ def model_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return clean_state_dict(checkpoint)
 
 
-def run_checkpoint(home: str | Path | None, run_id: str) -> Path | None:
+def run_checkpoint(ws: Workspace, run_id: str) -> Path | None:
     """The checkpoint a trained run is used with: ``best.pt``, else ``last.pt``, else None."""
-    folder = run_dir(resolve_home(home), run_id) / "checkpoints"
+    folder = ws.run_dir(run_id) / "checkpoints"
     for name in ("best.pt", "last.pt"):
         if (folder / name).is_file():
             return folder / name
@@ -401,7 +403,7 @@ def file_signature(path: Path) -> str:
     return hashlib.sha1(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def checkpoint_signature(home: str | Path | None, run_id: str) -> str | None:
+def checkpoint_signature(ws: Workspace, run_id: str) -> str | None:
     """The signature of ``run_checkpoint`` (None before the first checkpoint), without torch."""
-    path = run_checkpoint(home, run_id)
+    path = run_checkpoint(ws, run_id)
     return file_signature(path) if path is not None else None

@@ -91,16 +91,25 @@ class Workspace:
     """One workspace, built once at the edge (CLI, page, job): its paths and its run store.
 
     The store opens on first use and closes with the workspace (``with Workspace.open(h) as
-    ws:``), so code handed a workspace never opens or leaks connections of its own.
+    ws:``), so code handed a workspace never opens or leaks connections of its own. Core
+    functions take it as their first parameter: ``evaluate(ws, run_id, split)``.
     """
 
     def __init__(self, home: Path):
         self.home = home
         self._store = None
+        self._borrowed = False  # a store someone else opened (``of``): they close it
 
     @classmethod
     def open(cls, home: str | os.PathLike | None = None) -> Workspace:
         return cls(resolve_home(home))
+
+    @classmethod
+    def of(cls, store) -> Workspace:
+        """The workspace of an already open store, sharing it: the store's owner closes it."""
+        ws = cls(store.home)
+        ws._store, ws._borrowed = store, True
+        return ws
 
     @property
     def store(self):  # -> core.runs.store.Store (imported late: the store imports this module)
@@ -111,9 +120,9 @@ class Workspace:
         return self._store
 
     def close(self) -> None:
-        if self._store is not None:
+        if self._store is not None and not self._borrowed:
             self._store.close()
-            self._store = None
+        self._store, self._borrowed = None, False
 
     def __enter__(self) -> Workspace:
         return self

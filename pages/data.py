@@ -60,7 +60,7 @@ def render_zip_import(taken: set[str]) -> None:
             return
         name = name.strip() or suggest_name(upload.name, taken)
         render_import_result(
-            lambda p: import_upload(name, upload.name, data, state.home(), progress=p), name)
+            lambda p: import_upload(state.workspace(), name, upload.name, data, progress=p), name)
 
 
 def render_csv_import(taken: set[str]) -> None:
@@ -84,7 +84,7 @@ def render_csv_import(taken: set[str]) -> None:
             return
         name = name.strip() or suggest_name(upload.name, taken)
         target = target.strip() or guess_target(columns) or None
-        render_import_result(lambda p: import_upload(name, upload.name, data, state.home(),
+        render_import_result(lambda p: import_upload(state.workspace(), name, upload.name, data,
                                                      target=target, progress=p), name)
 
 
@@ -101,7 +101,8 @@ def render_folder_import() -> None:
             st.error(f"{plain(path)} is not a folder on the server.")
             return
         name = name.strip() or suggest_name(path.name, set())
-        render_import_result(lambda p: import_dataset(name, path, state.home(), progress=p), name)
+        ws = state.workspace()
+        render_import_result(lambda p: import_dataset(ws, name, path, progress=p), name)
 
 
 def render_delete(info) -> None:
@@ -113,7 +114,7 @@ def render_delete(info) -> None:
     def delete() -> str:
         from core.data import delete_dataset
 
-        delete_dataset(info.name, state.home())
+        delete_dataset(state.workspace(), info.name)
         state.forget_datasets()
         return f"Deleted dataset {plain(info.name)}."
 

@@ -79,7 +79,7 @@ def render_serve(s: Store, run, bundles: list) -> None:
             render_job(job, "The last server")
         render_start_form(s, run, onnx)
     if onnx:
-        served = read_state(state.home(), run.id) if job is not None and job.is_active \
+        served = read_state(state.workspace(), run.id) if job is not None and job.is_active \
             else None
         render_live(run.id, served["bundle"] if served else
                     next(b["path"] for b in bundles if b["bundle"] == onnx[0]),

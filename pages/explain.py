@@ -57,7 +57,7 @@ def adopt_request() -> None:
 
 def pick_input(run, info):
     """Returns (sha256, path) of the saved input, or None; draws the input."""
-    home = state.home()
+    ws = state.workspace()
     st.session_state.setdefault("explain_source", SOURCES[0])
     source = st.radio("Input", SOURCES, key="explain_source", horizontal=True)
     if source == "Upload":
@@ -67,10 +67,10 @@ def pick_input(run, info):
             return None
         if info.modality == "tabular":
             row = read_rows(upload.getvalue(), info.feature_names, upload.name)[0]
-            saved = save_input_row(home, run.id, row, info.feature_names)
+            saved = save_input_row(ws, run.id, row, info.feature_names)
             render_row(info, row, f"{upload.name}, first row")
             return saved
-        saved = save_input_image(home, run.id, upload.getvalue(), info.channels, upload.name)
+        saved = save_input_image(ws, run.id, upload.getvalue(), info.channels, upload.name)
         st.image(str(saved[1]), width=160, caption=plain(upload.name))
         return saved
     left, right = st.columns([1, 2])
@@ -83,15 +83,15 @@ def pick_input(run, info):
     st.session_state["explain_index"] = min(st.session_state.get("explain_index", 0), size - 1)
     index = int(right.number_input(f"Example (0 to {size - 1})", 0, size - 1,
                                    key="explain_index"))
-    dataset = state.load_dataset(info.name, str(home))
+    dataset = state.load_dataset(info.name, str(ws.home))
     label = info.classes[int(dataset.labels(split)[index])]
     raw = dataset.raw(split, index)
     caption = f"{plain(dataset.ids(split)[index])} · true class {plain(label)}"
     if info.modality == "tabular":
         render_row(info, raw, caption)
-        return save_input_row(home, run.id, raw, info.feature_names)
+        return save_input_row(ws, run.id, raw, info.feature_names)
     st.image(raw, width=160, caption=caption)
-    return save_input_image(home, run.id, png_bytes(raw), info.channels)
+    return save_input_image(ws, run.id, png_bytes(raw), info.channels)
 
 
 def render_row(info, row, caption: str) -> None:
@@ -102,7 +102,7 @@ def render_row(info, row, caption: str) -> None:
 
 def pick_target(run, info, sha: str) -> tuple[int | None, int]:
     """(the target class, or None while the prediction is unknown; the widget's choice)."""
-    probs = read_prediction(state.home(), run.id, sha)
+    probs = read_prediction(state.workspace(), run.id, sha)
     choice = st.selectbox("Target class", [-1, *range(len(info.classes))], key="explain_target",
                           format_func=lambda k: "The predicted class" if k < 0
                           else f"{k}: {info.classes[k]}")
@@ -147,7 +147,7 @@ def render_explanations(s, run, info, saved) -> None:
     sha, path = saved
     target, choice = pick_target(run, info, sha)
     methods, params = pick_methods(info)
-    found = {m: find_explanation(state.home(), run.id, sha, m, params[m], target)
+    found = {m: find_explanation(state.workspace(), run.id, sha, m, params[m], target)
              for m in methods} if target is not None else {m: None for m in methods}
     missing = [m for m in methods if found[m] is None]
     key = job_key(sha, choice, missing, {m: params[m] for m in missing})
@@ -168,7 +168,7 @@ def render_explanations(s, run, info, saved) -> None:
 def render_summary(s, run, info, target: int) -> None:
     st.subheader("Global summary")
     params = effective_params("shap", "tabular", {})
-    result = find_explanation(state.home(), run.id, f"{SUMMARY_INPUT}:{SUMMARY_ROWS}",
+    result = find_explanation(state.workspace(), run.id, f"{SUMMARY_INPUT}:{SUMMARY_ROWS}",
                               "shap-summary", params, target)
     if result is None:
         key = job_key("summary", target)

@@ -31,8 +31,8 @@ RESULTS = "predict_results"  # session state: {"run_id", "items": {name: bytes},
 def load_model(run):
     from core.explain.cache import checkpoint_signature
 
-    home = str(state.home())
-    return loaded_run(home, run.id, checkpoint_signature(home, run.id))
+    ws = state.workspace()
+    return loaded_run(str(ws.home), run.id, checkpoint_signature(ws, run.id))
 
 
 def test_examples(info, count: int) -> list[tuple[str, bytes]]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from core.workspace import Workspace
+
 if TYPE_CHECKING:
     import pandas as pd
     from streamlit.testing.v1 import AppTest
@@ -46,13 +48,21 @@ def home(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture
+def workspace(home: Path) -> Iterator[Workspace]:
+    """The workspace ``home``, open for the test (its store is closed after it)."""
+    with Workspace.open(home) as opened:
+        yield opened
+
+
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A workspace shared by a module's tests, exported as $LAB2MARKET_HOME while they run."""
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """A workspace shared by a module's tests, ``ws.home`` exported as $LAB2MARKET_HOME while
+    they run; its store is closed after the last one."""
     path = tmp_path_factory.mktemp("ws")
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, Workspace.open(path) as opened:
         mp.setenv("LAB2MARKET_HOME", str(path))
-        yield path
+        yield opened
 
 
 def run_cli(*args: str, home: Path | None = None, check: bool = True,
@@ -104,23 +114,22 @@ def run_python(code: str, home: Path | None = None, timeout: float = 120) -> str
 # -- trained runs -------------------------------------------------------------------------------
 
 
-def train_run(home: Path, **sections: dict[str, Any]) -> str:
-    """A completed run trained in-process on the workspace ``home``; returns its id.
+def train_run(ws: Workspace, **sections: dict[str, Any]) -> str:
+    """A completed run trained in-process in the workspace ``ws``; returns its id.
 
     RunConfig's defaults (digits, the small CNN, batch 64, seed 0) for one epoch, each section
-    then updated from ``sections``, e.g. ``train_run(home, train={"epochs": 2})``.
+    then updated from ``sections``, e.g. ``train_run(ws, train={"epochs": 2})``.
     """
     from core.config import RunConfig
-    from core.runs.jobs import create_run
-    from core.runs.store import Store
+    from core.runs import create_run
     from core.train import execute_run
 
     raw = RunConfig().to_dict()
     raw["train"].update(epochs=1, batch_size=64)
     for section, values in sections.items():
         raw[section].update(values)
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home)
+    run = create_run(ws.store, RunConfig.from_dict(raw))
+    summary = execute_run(ws, run.id)
     assert summary["status"] == "completed", summary
     return run.id
 

@@ -17,6 +17,7 @@ from conftest import train_run
 
 from core.deploy.runtime import sha256_bytes
 from core.runs.store import Store
+from core.workspace import Workspace
 
 pytestmark = BROWSER_MARKS
 
@@ -24,7 +25,8 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, str]:
     home = tmp_path_factory.mktemp("browser_deploy_ws")
-    return home, train_run(home)
+    with Workspace.open(home) as ws:
+        return home, train_run(ws)
 
 
 def test_export_a_digits_run_and_download_the_bundle(trained, page, artifacts: Path,

@@ -15,6 +15,7 @@ from browser_support import BROWSER_MARKS, streamlit_app
 from conftest import train_run
 
 from core.analyze.evaluate import evaluate
+from core.workspace import Workspace
 
 pytestmark = BROWSER_MARKS
 
@@ -22,9 +23,10 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory) -> tuple[Path, str]:
     home = tmp_path_factory.mktemp("browser_eval_ws")
-    run_id = train_run(home)
-    for split in ("val", "test"):
-        evaluate(run_id, home, split)
+    with Workspace.open(home) as ws:
+        run_id = train_run(ws)
+        for split in ("val", "test"):
+            evaluate(ws, run_id, split)
     return home, run_id
 
 

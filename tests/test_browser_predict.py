@@ -14,6 +14,8 @@ import pytest
 from browser_support import BROWSER_MARKS, streamlit_app
 from conftest import train_run
 
+from core.workspace import Workspace
+
 TOP_K = 5
 
 pytestmark = BROWSER_MARKS
@@ -24,10 +26,11 @@ def trained(tmp_path_factory) -> tuple[Path, str, Path]:
     from core.data import load_dataset
 
     home = tmp_path_factory.mktemp("browser_predict_ws")
-    run_id = train_run(home, train={"epochs": 2})
+    with Workspace.open(home) as ws:
+        run_id = train_run(ws, train={"epochs": 2})
+        buf = io.BytesIO()
+        load_dataset(ws, "digits").raw("test", 1).save(buf, format="PNG")
     image = home / "upload_digit.png"
-    buf = io.BytesIO()
-    load_dataset("digits", home).raw("test", 1).save(buf, format="PNG")
     image.write_bytes(buf.getvalue())
     return home, run_id, image
 

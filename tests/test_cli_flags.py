@@ -15,6 +15,7 @@ from conftest import ROOT
 from core.cli.flags import config_from_args
 from core.cli.main import build_parser, main
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.workspace import Workspace
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 RENAMED = {("model", "name"): "--model"}  # the one flag not named after its field
@@ -75,7 +76,9 @@ def test_every_config_field_has_a_flag():
 def test_each_flag_reaches_the_config(section: str, name: str, home: Path):
     typed, expected = VALUES[(section, name)]
     argv = ["train", flag(section, name)] + ([typed] if typed else [])
-    config = config_from_args(build_parser().parse_args(argv)).to_dict()
+    args = build_parser().parse_args(argv)
+    with Workspace.open(home) as args.ws:
+        config = config_from_args(args).to_dict()
     assert config[section][name] == expected
     default = RunConfig().to_dict()
     others = {(s, n): config[s][n] for s, n in FIELDS if (s, n) != (section, name)}

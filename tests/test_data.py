@@ -34,6 +34,7 @@ from core.data.transforms import (
     preview_augmentations,
 )
 from core.errors import DatasetNotFound, InvalidConfig, InvalidImage, InvalidTable, UserError
+from core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTINS = builtin_names()
@@ -45,16 +46,16 @@ ALL_AUGMENT = ["flip", "rotate", "crop", "color"]
 # --- built-ins ---------------------------------------------------------------------------------
 
 
-def test_registry_lists_every_builtin_first(home: Path) -> None:
+def test_registry_lists_every_builtin_first(workspace: Workspace) -> None:
     assert BUILTINS == IMAGE_BUILTINS + TABULAR_BUILTINS
-    assert [i.name for i in list_datasets(home)] == BUILTINS
-    assert all(i.builtin for i in list_datasets(home))
+    assert [i.name for i in list_datasets(workspace)] == BUILTINS
+    assert all(i.builtin for i in list_datasets(workspace))
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_builtin_info_matches_its_data(name: str, home: Path) -> None:
-    info = get_info(name, home)
-    ds = load_dataset(name, home)
+def test_builtin_info_matches_its_data(name: str, workspace: Workspace) -> None:
+    info = get_info(workspace, name)
+    ds = load_dataset(workspace, name)
     assert info == ds.info
     assert json.loads(json.dumps(info.to_dict())) == info.to_dict()
     assert DatasetInfo.from_dict(info.to_dict()) == info
@@ -71,14 +72,14 @@ def test_builtin_info_matches_its_data(name: str, home: Path) -> None:
     assert len(info.mean) == len(info.std) == expected
 
 
-def test_builtin_facts() -> None:
-    digits, shapes = get_info("digits"), get_info("shapes")
+def test_builtin_facts(ws: Workspace) -> None:
+    digits, shapes = get_info(ws, "digits"), get_info(ws, "shapes")
     assert (digits.channels, digits.image_size, digits.classes) == (1, 8, list("0123456789"))
     assert sum(digits.split_counts.values()) == 1797
     assert (shapes.channels, shapes.image_size) == (3, 64)
     assert shapes.classes == ["circle", "square", "triangle", "star"]
     assert sum(shapes.split_counts.values()) == 2000
-    iris = get_info("iris")
+    iris = get_info(ws, "iris")
     assert iris.modality == "tabular" and iris.classes == ["setosa", "versicolor", "virginica"]
     assert iris.feature_names[0] == "sepal length (cm)"
     assert set(iris.feature_ranges) == set(iris.feature_names)
@@ -86,8 +87,8 @@ def test_builtin_facts() -> None:
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_builtin_splits_are_stratified_70_15_15(name: str) -> None:
-    ds = load_dataset(name)
+def test_builtin_splits_are_stratified_70_15_15(name: str, ws: Workspace) -> None:
+    ds = load_dataset(ws, name)
     total = len(ds)
     everything = np.concatenate([ds.labels(s) for s in ("train", "val", "test")])
     overall = np.bincount(everything) / total
@@ -99,8 +100,8 @@ def test_builtin_splits_are_stratified_70_15_15(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_builtins_are_deterministic(name: str) -> None:
-    a, b = load_dataset(name), load_dataset(name)
+def test_builtins_are_deterministic(name: str, ws: Workspace) -> None:
+    a, b = load_dataset(ws, name), load_dataset(ws, name)
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(a.labels(split), b.labels(split))
         assert a.ids(split) == b.ids(split)
@@ -109,8 +110,8 @@ def test_builtins_are_deterministic(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_raw_types(name: str) -> None:
-    ds = load_dataset(name)
+def test_raw_types(name: str, ws: Workspace) -> None:
+    ds = load_dataset(ws, name)
     sample = ds.raw("train", 0)
     assert ds.path("train", 0) is None
     if ds.info.modality == "image":
@@ -127,24 +128,24 @@ def test_raw_types(name: str) -> None:
         ds.size("holdout")
 
 
-def test_digits_pixels_are_scaled_to_bytes() -> None:
-    pixels = np.asarray(load_dataset("digits").raw("train", 0))
+def test_digits_pixels_are_scaled_to_bytes(ws: Workspace) -> None:
+    pixels = np.asarray(load_dataset(ws, "digits").raw("train", 0))
     assert pixels.dtype == np.uint8 and pixels.max() > 200
 
 
-def test_builtin_cache_cannot_be_corrupted() -> None:
-    ds = load_dataset("digits")
+def test_builtin_cache_cannot_be_corrupted(ws: Workspace) -> None:
+    ds = load_dataset(ws, "digits")
     ds.info.classes.append("oops")
     ds.labels("train")[:] = 0
     ds.array("train")[:] = 0
-    fresh = load_dataset("digits")
-    assert get_info("digits").num_classes == fresh.info.num_classes == 10
+    fresh = load_dataset(ws, "digits")
+    assert get_info(ws, "digits").num_classes == fresh.info.num_classes == 10
     assert len(set(fresh.labels("train").tolist())) == 10
     assert np.asarray(fresh.raw("train", 0)).any()
 
 
-def test_shapes_masks_lie_on_the_shape_inside_the_image() -> None:
-    ds = load_dataset("shapes")
+def test_shapes_masks_lie_on_the_shape_inside_the_image(ws: Workspace) -> None:
+    ds = load_dataset(ws, "shapes")
     for split in ("train", "test"):
         for i in range(0, ds.size(split), 37):
             mask = ds.mask(split, i)
@@ -170,20 +171,20 @@ def test_shapes_generation_is_deterministic_and_fast() -> None:
     assert not np.array_equal(generate_shapes(n=8, seed=1)[0], images[:8])
 
 
-def test_unknown_dataset_lists_the_available_ones(home: Path) -> None:
+def test_unknown_dataset_lists_the_available_ones(workspace: Workspace) -> None:
     for call in (get_info, load_dataset, delete_dataset):
         with pytest.raises(DatasetNotFound, match="digits, shapes"):
-            call("nope", home)
+            call(workspace, "nope")
     with pytest.raises(DatasetNotFound):
-        get_info("../ws", home)
+        get_info(workspace, "../ws")
     with pytest.raises(UserError, match="built-in"):
-        delete_dataset("digits", home)
+        delete_dataset(workspace, "digits")
 
 
 def test_importing_core_data_does_not_import_torch(tmp_path: Path) -> None:
     code = (
-        "import sys, core.data as d\n"
-        f"d.list_datasets({str(tmp_path)!r}); d.get_info('digits')\n"
+        "import sys, core.data as d\nfrom core.workspace import Workspace\n"
+        f"ws = Workspace.open({str(tmp_path)!r}); d.list_datasets(ws); d.get_info(ws, 'digits')\n"
         "from core.data import import_dataset, open_image\n"
         "heavy = [m for m in ('torch', 'torchvision') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -262,8 +263,8 @@ def test_open_image_missing_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_preprocess_output(name: str) -> None:
-    ds = load_dataset(name)
+def test_preprocess_output(name: str, ws: Workspace) -> None:
+    ds = load_dataset(ws, name)
     x = make_preprocess(ds.info)(ds.raw("val", 1))
     assert x.dtype == torch.float32
     if ds.info.modality == "image":
@@ -296,34 +297,34 @@ def _odd_inputs() -> dict[str, Image.Image]:
 
 @pytest.mark.parametrize("kind", list(_odd_inputs()))
 @pytest.mark.parametrize("name", IMAGE_BUILTINS)
-def test_any_image_mode_gives_the_training_shape(name: str, kind: str) -> None:
-    info = get_info(name)
+def test_any_image_mode_gives_the_training_shape(name: str, kind: str, ws: Workspace) -> None:
+    info = get_info(ws, name)
     img = _odd_inputs()[kind]
-    expected = build_torch_split(load_dataset(name), "val")[0][0].shape
+    expected = build_torch_split(load_dataset(ws, name), "val")[0][0].shape
     for transform in (make_preprocess(info), make_train_transform(info, augment=ALL_AUGMENT)):
         x = transform(img)
         assert x.shape == expected and x.dtype == torch.float32
         assert torch.isfinite(x).all()
 
 
-def test_transparency_is_composited_on_white() -> None:
-    info = get_info("shapes")
+def test_transparency_is_composited_on_white(ws: Workspace) -> None:
+    info = get_info(ws, "shapes")
     clear = make_preprocess(info)(Image.new("RGBA", (8, 8), (0, 0, 0, 0)))
     white = make_preprocess(info)(Image.new("RGB", (8, 8), (255, 255, 255)))
     torch.testing.assert_close(clear, white)
 
 
-def test_sixteen_bit_is_scaled_not_clipped() -> None:
+def test_sixteen_bit_is_scaled_not_clipped(ws: Workspace) -> None:
     img = Image.fromarray(np.full((8, 8), 65535 // 2, dtype=np.uint16))
-    info = get_info("digits")
+    info = get_info(ws, "digits")
     x = make_preprocess(info)(img)
     pixel = x[0, 0, 0].item() * info.std[0] + info.mean[0]
     assert abs(pixel - 0.5) < 0.01
 
 
-def test_augmentation_is_reproducible_under_torch_seed() -> None:
-    info = get_info("shapes")
-    img = load_dataset("shapes").raw("train", 5)
+def test_augmentation_is_reproducible_under_torch_seed(ws: Workspace) -> None:
+    info = get_info(ws, "shapes")
+    img = load_dataset(ws, "shapes").raw("train", 5)
     transform = make_train_transform(info, augment=ALL_AUGMENT)
     torch.manual_seed(7)
     first = [transform(img) for _ in range(3)]
@@ -335,14 +336,14 @@ def test_augmentation_is_reproducible_under_torch_seed() -> None:
     assert not torch.equal(first[0], make_preprocess(info)(img))
 
 
-def test_unknown_augmentation_is_refused() -> None:
+def test_unknown_augmentation_is_refused(ws: Workspace) -> None:
     with pytest.raises(InvalidConfig, match="blur"):
-        make_train_transform(get_info("shapes"), augment=["blur"])
+        make_train_transform(get_info(ws, "shapes"), augment=["blur"])
 
 
-def test_tabular_ignores_augment_and_takes_dicts() -> None:
-    info = get_info("iris")
-    row = load_dataset("iris").raw("train", 0)
+def test_tabular_ignores_augment_and_takes_dicts(ws: Workspace) -> None:
+    info = get_info(ws, "iris")
+    row = load_dataset(ws, "iris").raw("train", 0)
     preprocess = make_preprocess(info)
     augmented = make_train_transform(info, augment=ALL_AUGMENT)
     torch.testing.assert_close(augmented(row), preprocess(row))
@@ -360,25 +361,25 @@ def test_constant_feature_std_counts_as_one() -> None:
     torch.testing.assert_close(make_preprocess(info)([3.0, 4.0]), torch.tensor([2.0, 2.0]))
 
 
-def test_preview_augmentations() -> None:
-    img = load_dataset("shapes").raw("train", 0)
+def test_preview_augmentations(ws: Workspace) -> None:
+    img = load_dataset(ws, "shapes").raw("train", 0)
     state = torch.get_rng_state()
-    views = preview_augmentations("shapes", img, ALL_AUGMENT, n=6, seed=3)
+    views = preview_augmentations(ws, "shapes", img, ALL_AUGMENT, n=6, seed=3)
     assert torch.equal(state, torch.get_rng_state())
     assert len(views) == 6 and all(v.size == (64, 64) and v.mode == "RGB" for v in views)
-    again = preview_augmentations(get_info("shapes"), img, ALL_AUGMENT, n=6, seed=3)
+    again = preview_augmentations(ws, get_info(ws, "shapes"), img, ALL_AUGMENT, n=6, seed=3)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(views, again,
                                                                              strict=True))
-    assert len(preview_augmentations("digits", img, [], n=2, image_size=16)) == 2
+    assert len(preview_augmentations(ws, "digits", img, [], n=2, image_size=16)) == 2
     with pytest.raises(UserError, match="image datasets only"):
-        preview_augmentations("iris", img, ["flip"])
+        preview_augmentations(ws, "iris", img, ["flip"])
 
 
 # --- torch views -------------------------------------------------------------------------------
 
 
-def test_digits_dataloader_pass() -> None:
-    ds = load_dataset("digits")
+def test_digits_dataloader_pass(ws: Workspace) -> None:
+    ds = load_dataset(ws, "digits")
     split = build_torch_split(ds, "train")
     assert split.tensors is not None and len(split) == ds.size("train")
     loader = DataLoader(split, batch_size=64, shuffle=True, collate_fn=collate_skipping)
@@ -397,8 +398,8 @@ def test_digits_dataloader_pass() -> None:
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_torch_split_items(name: str) -> None:
-    ds = load_dataset(name)
+def test_torch_split_items(name: str, ws: Workspace) -> None:
+    ds = load_dataset(ws, name)
     split = build_torch_split(ds, "val")
     x, y, i = split[2]
     assert (y, i) == (int(ds.labels("val")[2]), 2)
@@ -410,8 +411,8 @@ def test_torch_split_items(name: str) -> None:
         assert torch.equal(mine, theirs)
 
 
-def test_augmented_training_split_transforms_per_sample() -> None:
-    ds = load_dataset("shapes")
+def test_augmented_training_split_transforms_per_sample(ws: Workspace) -> None:
+    ds = load_dataset(ws, "shapes")
     split = build_torch_split(ds, "train", train=True, augment=["flip", "crop"], image_size=32)
     assert split.tensors is None
     torch.manual_seed(0)

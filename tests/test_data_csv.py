@@ -11,6 +11,7 @@ import pytest
 from core.data import import_dataset, load_dataset
 from core.data.splits import MIN_PER_CLASS, split_sizes, stratified_split
 from core.errors import InvalidTable
+from core.workspace import Workspace
 
 
 def snapshot(root: Path) -> dict[str, int]:
@@ -19,13 +20,13 @@ def snapshot(root: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def refused(home: Path):
+def refused(home: Path, workspace: Workspace):
     """Import a CSV that must be refused with ``message``; nothing may appear in ``home``."""
 
     def check(path: Path, message: str, target: str = "kind") -> str:
         before = snapshot(home)
         with pytest.raises(InvalidTable, match=message) as error:
-            import_dataset("t", path, home, target=target)
+            import_dataset(workspace, "t", path, target=target)
         assert snapshot(home) == before  # not even an empty datasets/ folder
         assert "\n" not in str(error.value)
         return str(error.value)
@@ -67,26 +68,26 @@ def test_a_class_too_small_for_every_split_is_refused(tmp_path: Path, refused) -
     refused(path, r"1 class of 'kind' has too few rows to appear in every split: 'rare' \(2\)")
 
 
-def test_the_smallest_table_that_splits_is_accepted(home: Path, tmp_path: Path) -> None:
+def test_the_smallest_table_that_splits_is_accepted(workspace: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "small.csv"
     path.write_text(rows(["a", "b"] * MIN_PER_CLASS))
-    info = import_dataset("small", path, home, target="kind")
+    info = import_dataset(workspace, "small", path, target="kind")
     assert info.split_counts == {"train": 2, "val": 2, "test": 2}
     assert all(min(info.class_counts(s).values()) == 1 for s in ("train", "val", "test"))
 
 
 @pytest.mark.parametrize("delimiter, name", [(";", "semicolon"), ("\t", "tab")])
 def test_other_delimiters_are_detected_and_said(
-    home: Path, tmp_path: Path, delimiter: str, name: str
+    workspace: Workspace, tmp_path: Path, delimiter: str, name: str
 ) -> None:
     # European style: decimal commas inside the values must not be taken for the delimiter.
     lines = ["x1;x2;kind"] + [f"{k};{k * 2};{'ab'[k % 2]}" for k in range(20)]
     path = tmp_path / "semi.csv"
     path.write_text("\n".join(lines).replace(";", delimiter) + "\n")
-    info = import_dataset("semi", path, home, target="kind")
+    info = import_dataset(workspace, "semi", path, target="kind")
     assert info.feature_names == ["x1", "x2"] and info.classes == ["a", "b"]
     assert f"({name}-separated)" in info.description
-    assert load_dataset("semi", home).raw("train", 0).shape == (2,)
+    assert load_dataset(workspace, "semi").raw("train", 0).shape == (2,)
 
 
 def test_a_single_column_with_semicolons_gets_a_hint(tmp_path: Path, refused) -> None:
@@ -112,16 +113,18 @@ def test_duplicate_column_names_are_refused(tmp_path: Path, refused, header, nam
     refused(path, f"duplicate column names: {named}. Give every column its own name.")
 
 
-def test_a_real_column_named_like_a_pandas_rename_is_fine(home: Path, tmp_path: Path) -> None:
+def test_a_real_column_named_like_a_pandas_rename_is_fine(workspace: Workspace,
+                                                          tmp_path: Path) -> None:
     path = tmp_path / "dotted.csv"
     path.write_text("a,a.1,kind\n" + "".join(f"{k},{k},{'ab'[k % 2]}\n" for k in range(20)))
-    assert import_dataset("dotted", path, home, target="kind").feature_names == ["a", "a.1"]
+    assert import_dataset(workspace, "dotted", path, target="kind").feature_names == ["a", "a.1"]
 
 
-def test_a_byte_order_mark_is_not_part_of_the_first_name(home: Path, tmp_path: Path) -> None:
+def test_a_byte_order_mark_is_not_part_of_the_first_name(workspace: Workspace,
+                                                         tmp_path: Path) -> None:
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeff".encode() + rows(["a", "b"] * 5).encode())
-    assert import_dataset("excel", path, home, target="kind").feature_names == ["x1", "x2"]
+    assert import_dataset(workspace, "excel", path, target="kind").feature_names == ["x1", "x2"]
 
 
 def test_not_utf8_is_refused(tmp_path: Path, refused) -> None:

@@ -35,6 +35,7 @@ from core.errors import (
     InvalidTable,
     UserError,
 )
+from core.workspace import Workspace
 
 COLOURS = {"cat": (200, 40, 40), "dog": (40, 200, 40), "owl": (40, 40, 200)}
 
@@ -122,14 +123,14 @@ def clean(home: Path, tmp_path: Path):
 # --- folders -----------------------------------------------------------------------------------
 
 
-def test_import_folder_auto_split(home: Path, tmp_path: Path) -> None:
+def test_import_folder_auto_split(home: Path, tmp_path: Path, workspace: Workspace) -> None:
     src = image_folder(tmp_path / "src", per_class=10)
     (src / ".DS_Store").write_bytes(b"\x00junk")
     (src / "cat" / "Thumbs.db").write_bytes(b"junk")
     (src / "cat" / "notes.txt").write_text("not an image")
     (src / "dog" / ".hidden.png").write_bytes(b"not even a png")
     calls: list[tuple[int, int]] = []
-    info = import_dataset("pets", src, home, progress=lambda d, t: calls.append((d, t)))
+    info = import_dataset(workspace, "pets", src, progress=lambda d, t: calls.append((d, t)))
 
     assert info.name == "pets" and not info.builtin and info.modality == "image"
     assert info.classes == ["cat", "dog", "owl"] and info.channels == 3
@@ -137,13 +138,13 @@ def test_import_folder_auto_split(home: Path, tmp_path: Path) -> None:
     assert sum(info.split_counts.values()) == 30 and info.split_counts["train"] == 21
     assert all(count == 7 for count in info.class_counts("train").values())
     assert calls[-1] == (30, 30) and [d for d, _ in calls] == list(range(1, 31))
-    assert [i.name for i in list_datasets(home)][-1] == "pets"
-    assert get_info("pets", home) == info
+    assert [i.name for i in list_datasets(workspace)][-1] == "pets"
+    assert get_info(workspace, "pets") == info
 
     folder = home / "datasets" / "pets"
     assert sorted(p.name for p in folder.iterdir()) == ["images", "index.json", "meta.json"]
     assert json.loads((folder / "meta.json").read_text()) == info.to_dict()
-    ds = load_dataset("pets", home)
+    ds = load_dataset(workspace, "pets")
     img = ds.raw("val", 0)
     assert img.mode == "RGB" and ds.path("val", 0).is_file()
     assert ds.ids("val")[0] == ds.path("val", 0).relative_to(folder / "images").as_posix()
@@ -151,36 +152,37 @@ def test_import_folder_auto_split(home: Path, tmp_path: Path) -> None:
     assert ds.ids("val")[0].startswith(f"{cls}/")
     assert np.allclose(np.asarray(img)[1, 1], COLOURS[cls], atol=2)
     # Same source, same split.
-    again = import_dataset("pets2", src, home)
+    again = import_dataset(workspace, "pets2", src)
     assert again.split_counts == info.split_counts
-    assert load_dataset("pets2", home).ids("test") == ds.ids("test")
+    assert load_dataset(workspace, "pets2").ids("test") == ds.ids("test")
 
 
-def test_import_keeps_a_given_split_and_handles_grayscale(home: Path, tmp_path: Path) -> None:
+def test_import_keeps_a_given_split_and_handles_grayscale(workspace: Workspace,
+                                                          tmp_path: Path) -> None:
     src = tmp_path / "src"
     image_folder(src / "train", per_class=4, mode="L", size=(80, 100))
     image_folder(src / "val", per_class=2, mode="L", size=(80, 100))
     image_folder(src / "test", per_class=1, classes=("cat",), mode="L", size=(80, 100))
-    info = import_dataset("gray", src, home)
+    info = import_dataset(workspace, "gray", src)
     assert info.split_counts == {"train": 12, "val": 6, "test": 1}
     assert (info.channels, info.image_size) == (1, 64)
-    ds = load_dataset("gray", home)
+    ds = load_dataset(workspace, "gray")
     assert all(i.startswith("train/") for i in ds.ids("train"))
     assert ds.ids("test") == ["test/cat/cat0.png"]
     assert ds.raw("train", 0).mode == "L"
 
 
-def test_import_tiny_folder(home: Path, tmp_path: Path) -> None:
-    info = import_dataset("tiny", image_folder(tmp_path / "src", per_class=3), home)
+def test_import_tiny_folder(workspace: Workspace, tmp_path: Path) -> None:
+    info = import_dataset(workspace, "tiny", image_folder(tmp_path / "src", per_class=3))
     assert info.split_counts == {"train": 3, "val": 3, "test": 3}
     assert all(n >= 1 for n in info.class_counts("train").values())
-    one = import_dataset("one", image_folder(tmp_path / "one", 1, ("cat", "dog")), home)
+    one = import_dataset(workspace, "one", image_folder(tmp_path / "one", 1, ("cat", "dog")))
     assert one.split_counts == {"train": 2, "val": 0, "test": 0}
 
 
 @pytest.mark.parametrize("cut", ["half", "inside-header"])
 def test_truncated_jpeg_imports_and_is_skipped_in_training(
-    home: Path, tmp_path: Path, cut: str
+    workspace: Workspace, tmp_path: Path, cut: str
 ) -> None:
     src = image_folder(tmp_path / "src", per_class=6, classes=("cat", "dog"), size=(64, 64))
     bad = write_image(src / "dog" / "broken.jpg", (10, 90, 200), size=(64, 64), fmt="JPEG")
@@ -188,11 +190,11 @@ def test_truncated_jpeg_imports_and_is_skipped_in_training(
     bad.write_bytes(data[: len(data) // 2] if cut == "half" else data[:120])
     with pytest.raises(InvalidImage, match="broken.jpg"):
         open_image(bad)
-    info = import_dataset("broken", src, home)
+    info = import_dataset(workspace, "broken", src)
     assert sum(info.split_counts.values()) == 13
     assert info.channels == 3 and info.image_size == 64
     assert "1 damaged image" in info.description or cut == "half"
-    ds = load_dataset("broken", home)
+    ds = load_dataset(workspace, "broken")
     skipped, seen = [], 0
     for split in ("train", "val", "test"):
         loader = DataLoader(build_torch_split(ds, split), batch_size=4, collate_fn=collate_skipping)
@@ -205,13 +207,13 @@ def test_truncated_jpeg_imports_and_is_skipped_in_training(
     assert ds.ids(split)[i].endswith("broken.jpg")
 
 
-def test_all_images_damaged_is_refused(home: Path, tmp_path: Path, clean) -> None:
+def test_all_images_damaged_is_refused(workspace: Workspace, tmp_path: Path, clean) -> None:
     src = tmp_path / "src"
     for cls in ("cat", "dog"):
         (src / cls).mkdir(parents=True)
         (src / cls / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
     with clean, pytest.raises(InvalidImage, match="None of the images"):
-        import_dataset("bad", src, home)
+        import_dataset(workspace, "bad", src)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +224,7 @@ def test_all_images_damaged_is_refused(home: Path, tmp_path: Path, clean) -> Non
         ({"loose.png": 0}, "inside class folders"),
     ],
 )
-def test_bad_folder_layouts(home: Path, tmp_path: Path, clean, layout, message) -> None:
+def test_bad_folder_layouts(workspace: Workspace, tmp_path: Path, clean, layout, message) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name, n in layout.items():
@@ -231,31 +233,33 @@ def test_bad_folder_layouts(home: Path, tmp_path: Path, clean, layout, message) 
         else:
             write_image(src / name)
     with clean, pytest.raises(InvalidArchive, match=message):
-        import_dataset("bad", src, home)
+        import_dataset(workspace, "bad", src)
 
 
-def test_train_without_val_is_refused(home: Path, tmp_path: Path, clean) -> None:
+def test_train_without_val_is_refused(workspace: Workspace, tmp_path: Path, clean) -> None:
     src = image_folder(tmp_path / "src" / "train", per_class=2).parent
     with clean, pytest.raises(InvalidArchive, match="no val/"):
-        import_dataset("bad", src, home)
+        import_dataset(workspace, "bad", src)
 
 
-def test_unreadable_image_file_names_the_file(home: Path, tmp_path: Path, clean) -> None:
+def test_unreadable_image_file_names_the_file(workspace: Workspace, tmp_path: Path, clean) -> None:
     src = image_folder(tmp_path / "src", per_class=3)
     (src / "dog" / "fake.jpg").write_bytes(b"this is not a jpeg at all")
     with clean, pytest.raises(InvalidImage, match="dog/fake.jpg"):
-        import_dataset("bad", src, home)
+        import_dataset(workspace, "bad", src)
 
 
-def test_disallowed_format_with_an_image_extension(home: Path, tmp_path: Path, clean) -> None:
+def test_disallowed_format_with_an_image_extension(workspace: Workspace, tmp_path: Path,
+                                                   clean) -> None:
     src = image_folder(tmp_path / "src", per_class=3)
     Image.new("RGB", (32, 32)).save(src / "cat" / "icon.png", format="ICO")
     with clean, pytest.raises(InvalidImage, match="allowed format"):
-        import_dataset("bad", src, home)
+        import_dataset(workspace, "bad", src)
 
 
 @pytest.mark.parametrize("side", [20_000, 8_000])  # above PIL's own bomb limit, and below it
-def test_huge_png_is_refused_by_the_pixel_cap(home: Path, tmp_path: Path, clean, side) -> None:
+def test_huge_png_is_refused_by_the_pixel_cap(workspace: Workspace, tmp_path: Path, clean,
+                                              side) -> None:
     path = big_png(tmp_path / "bomb.png", side)
     assert path.stat().st_size < 200_000
     with pytest.raises(InvalidImage, match="pixel cap"):
@@ -263,53 +267,54 @@ def test_huge_png_is_refused_by_the_pixel_cap(home: Path, tmp_path: Path, clean,
     src = image_folder(tmp_path / "src", per_class=3)
     big_png(src / "cat" / "bomb.png")
     with clean, pytest.raises(InvalidImage, match="pixel cap"):
-        import_dataset("bad", src, home)
+        import_dataset(workspace, "bad", src)
 
 
-def test_names(home: Path, tmp_path: Path, clean) -> None:
+def test_names(workspace: Workspace, tmp_path: Path, clean) -> None:
     src = image_folder(tmp_path / "src", per_class=2)
     (tmp_path / "notes.txt").write_text("hi")
     with clean:
         for bad in ("digits", "Bad Name", "../up", "", "x" * 65, ".hidden"):
             with pytest.raises(UserError):
-                import_dataset(bad, src, home)
+                import_dataset(workspace, bad, src)
         with pytest.raises(UserError, match="no such file"):
-            import_dataset("ok", tmp_path / "missing", home)
+            import_dataset(workspace, "ok", tmp_path / "missing")
         with pytest.raises(UserError, match="expected a folder"):
-            import_dataset("ok", tmp_path / "notes.txt", home)
-    import_dataset("ok", src, home)
+            import_dataset(workspace, "ok", tmp_path / "notes.txt")
+    import_dataset(workspace, "ok", src)
     with pytest.raises(UserError, match="already exists"):
-        import_dataset("ok", src, home)
+        import_dataset(workspace, "ok", src)
 
 
-def test_delete_dataset(home: Path, tmp_path: Path) -> None:
-    import_dataset("gone", image_folder(tmp_path / "src", per_class=2), home)
-    delete_dataset("gone", home)
+def test_delete_dataset(home: Path, tmp_path: Path, workspace: Workspace) -> None:
+    import_dataset(workspace, "gone", image_folder(tmp_path / "src", per_class=2))
+    delete_dataset(workspace, "gone")
     assert not (home / "datasets" / "gone").exists()
     assert list((home / "datasets").iterdir()) == []
     with pytest.raises(DatasetNotFound):
-        get_info("gone", home)
+        get_info(workspace, "gone")
 
 
 # --- zip ---------------------------------------------------------------------------------------
 
 
-def test_import_zip_unwraps_a_single_top_folder(home: Path, tmp_path: Path) -> None:
+def test_import_zip_unwraps_a_single_top_folder(home: Path, tmp_path: Path,
+                                                workspace: Workspace) -> None:
     entries = {"data/": b"", **valid_entries("data/"), "__MACOSX/data/._cat": b"\x00\x05",
                "data/.DS_Store": b"junk"}
     archive = make_zip(tmp_path / "pets.zip", entries)
     calls: list[tuple[int, int]] = []
-    info = import_dataset("zipped", archive, home, progress=lambda d, t: calls.append((d, t)))
+    info = import_dataset(workspace, "zipped", archive, progress=lambda d, t: calls.append((d, t)))
     assert info.classes == ["cat", "dog"] and sum(info.split_counts.values()) == 6
     assert calls and calls[-1][0] == calls[-1][1]
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
     assert sorted(p.name for p in (home / "datasets").iterdir()) == ["zipped"]
-    assert load_dataset("zipped", home).ids("train")[0].startswith(("cat/", "dog/"))
+    assert load_dataset(workspace, "zipped").ids("train")[0].startswith(("cat/", "dog/"))
 
 
-def test_import_zip_presplit(home: Path, tmp_path: Path) -> None:
+def test_import_zip_presplit(workspace: Workspace, tmp_path: Path) -> None:
     entries = {**valid_entries("train/"), **valid_entries("val/")}
-    info = import_dataset("zs", make_zip(tmp_path / "s.zip", entries), home)
+    info = import_dataset(workspace, "zs", make_zip(tmp_path / "s.zip", entries))
     assert info.split_counts == {"train": 6, "val": 6, "test": 0}
 
 
@@ -318,7 +323,7 @@ def _evil_name() -> str:
 
 
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "drive", "backslash", "nested-dotdot"])
-def test_zip_path_attacks(home: Path, tmp_path: Path, clean, kind: str) -> None:
+def test_zip_path_attacks(workspace: Workspace, tmp_path: Path, clean, kind: str) -> None:
     evil = _evil_name()
     name = {
         "dotdot": f"../{evil}",
@@ -329,20 +334,21 @@ def test_zip_path_attacks(home: Path, tmp_path: Path, clean, kind: str) -> None:
     }[kind]
     archive = make_zip(tmp_path / "a.zip", {**valid_entries(), name: b"pwned"})
     with clean, pytest.raises(InvalidArchive, match="Refused entry"):
-        import_dataset("bad", archive, home)
+        import_dataset(workspace, "bad", archive)
     assert not (Path("/tmp") / evil).exists()
     assert not list(tmp_path.rglob("evil*"))
 
 
-def test_zip_symlink_is_refused(home: Path, tmp_path: Path, clean) -> None:
+def test_zip_symlink_is_refused(workspace: Workspace, tmp_path: Path, clean) -> None:
     links = {"cat/link.png": "/etc/passwd"}
     archive = make_zip(tmp_path / "a.zip", valid_entries(), symlinks=links)
     with clean, pytest.raises(InvalidArchive, match="symbolic links"):
-        import_dataset("bad", archive, home)
+        import_dataset(workspace, "bad", archive)
 
 
 @pytest.mark.parametrize("second", ["cat/0.png", "CAT/0.PNG"])
-def test_zip_duplicates_are_refused(home: Path, tmp_path: Path, clean, second: str) -> None:
+def test_zip_duplicates_are_refused(workspace: Workspace, tmp_path: Path, clean,
+                                    second: str) -> None:
     archive = tmp_path / "dup.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for name, data in valid_entries().items():
@@ -350,7 +356,7 @@ def test_zip_duplicates_are_refused(home: Path, tmp_path: Path, clean, second: s
         with pytest.warns(UserWarning) if second == "cat/0.png" else _nothing():
             zf.writestr(second, png_bytes())
     with clean, pytest.raises(InvalidArchive, match="duplicate"):
-        import_dataset("bad", archive, home)
+        import_dataset(workspace, "bad", archive)
 
 
 class _nothing:
@@ -361,17 +367,17 @@ class _nothing:
         return False
 
 
-def test_zip_bomb_ratio(home: Path, tmp_path: Path, clean) -> None:
+def test_zip_bomb_ratio(workspace: Workspace, tmp_path: Path, clean) -> None:
     archive = make_zip(tmp_path / "bomb.zip", {**valid_entries(), "cat/zeros.png": bytes(50 << 20)})
     assert archive.stat().st_size < 1 << 20
     with clean, pytest.raises(InvalidArchive, match="ZIP bomb"):
-        import_dataset("bad", archive, home)
+        import_dataset(workspace, "bad", archive)
 
 
-def test_zip_byte_cap(home: Path, tmp_path: Path, clean) -> None:
+def test_zip_byte_cap(workspace: Workspace, tmp_path: Path, clean) -> None:
     archive = make_zip(tmp_path / "big.zip", {**valid_entries(), "cat/zeros.png": bytes(3 << 20)})
     with clean, pytest.raises(InvalidArchive, match="limit"):
-        import_zip("bad", archive, home, max_bytes=1 << 20, max_ratio=10**9)
+        import_zip(workspace, "bad", archive, max_bytes=1 << 20, max_ratio=10**9)
 
 
 def test_zip_bytes_are_counted_while_streaming(tmp_path: Path) -> None:
@@ -383,25 +389,25 @@ def test_zip_bytes_are_counted_while_streaming(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "zeros.png").stat().st_size <= 1 << 20
 
 
-def test_zip_entry_cap(home: Path, tmp_path: Path, clean) -> None:
+def test_zip_entry_cap(workspace: Workspace, tmp_path: Path, clean) -> None:
     archive = make_zip(tmp_path / "many.zip", valid_entries())
     with clean, pytest.raises(InvalidArchive, match="entries"):
-        import_zip("bad", archive, home, max_entries=5)
-    assert import_zip("fine", archive, home, max_entries=6).split_counts["train"] >= 2
+        import_zip(workspace, "bad", archive, max_entries=5)
+    assert import_zip(workspace, "fine", archive, max_entries=6).split_counts["train"] >= 2
 
 
 @pytest.mark.parametrize("payload", [b"", b"PK\x03\x04 definitely not a zip" * 10, b"\x00" * 100])
-def test_not_a_zip(home: Path, tmp_path: Path, clean, payload: bytes) -> None:
+def test_not_a_zip(workspace: Workspace, tmp_path: Path, clean, payload: bytes) -> None:
     path = tmp_path / "upload.zip"
     path.write_bytes(payload)
     with clean, pytest.raises(InvalidArchive, match="empty|not a valid ZIP"):
-        import_dataset("bad", path, home)
+        import_dataset(workspace, "bad", path)
 
 
-def test_zip_with_a_bad_image_leaves_nothing(home: Path, tmp_path: Path, clean) -> None:
+def test_zip_with_a_bad_image_leaves_nothing(workspace: Workspace, tmp_path: Path, clean) -> None:
     archive = make_zip(tmp_path / "a.zip", {**valid_entries(), "dog/oops.png": b"garbage"})
     with clean, pytest.raises(InvalidImage, match="dog/oops.png"):
-        import_dataset("bad", archive, home)
+        import_dataset(workspace, "bad", archive)
 
 
 # --- csv ---------------------------------------------------------------------------------------
@@ -417,10 +423,10 @@ def _frame(rows: int = 60) -> pd.DataFrame:
     })
 
 
-def test_import_csv(home: Path, tmp_path: Path) -> None:
+def test_import_csv(home: Path, tmp_path: Path, workspace: Workspace) -> None:
     frame = _frame()
     frame.to_csv(tmp_path / "people.csv", index=False)
-    info = import_dataset("people", tmp_path / "people.csv", home, target="kind")
+    info = import_dataset(workspace, "people", tmp_path / "people.csv", target="kind")
     assert info.modality == "tabular" and not info.builtin and info.target == "kind"
     assert info.classes == ["a", "b", "c"]
     assert info.feature_names == ["height", "weight", "flag"]
@@ -428,7 +434,7 @@ def test_import_csv(home: Path, tmp_path: Path) -> None:
     assert info.feature_ranges["flag"] == [0.0, 1.0]
     folder = home / "datasets" / "people"
     assert sorted(p.name for p in folder.iterdir()) == ["data.csv", "meta.json", "splits.json"]
-    ds = load_dataset("people", home)
+    ds = load_dataset(workspace, "people")
     train_rows = json.loads((folder / "splits.json").read_text())["train"]
     row = ds.raw("train", 0)
     assert row.dtype == np.float32
@@ -438,12 +444,12 @@ def test_import_csv(home: Path, tmp_path: Path) -> None:
     assert split[0][0].shape == (3,)
 
 
-def test_csv_numeric_target_classes_sort_numerically(home: Path, tmp_path: Path) -> None:
+def test_csv_numeric_target_classes_sort_numerically(workspace: Workspace, tmp_path: Path) -> None:
     frame = pd.DataFrame({"x": np.arange(30.0), "y": [10, 2, 1] * 10})
     frame.to_csv(tmp_path / "t.csv", index=False)
-    info = import_dataset("nums", tmp_path / "t.csv", home, target="y")
+    info = import_dataset(workspace, "nums", tmp_path / "t.csv", target="y")
     assert info.classes == ["1", "2", "10"]
-    ds = load_dataset("nums", home)
+    ds = load_dataset(workspace, "nums")
     assert sorted(set(ds.labels("train").tolist())) == [0, 1, 2]
 
 
@@ -459,7 +465,8 @@ def test_csv_numeric_target_classes_sort_numerically(home: Path, tmp_path: Path)
         ("header-only", "kind", "no rows"),
     ],
 )
-def test_csv_refusals(home: Path, tmp_path: Path, clean, content, target, message) -> None:
+def test_csv_refusals(workspace: Workspace, tmp_path: Path, clean, content, target,
+                      message) -> None:
     frame = _frame()
     path = tmp_path / "t.csv"
     if content == "text":
@@ -474,4 +481,4 @@ def test_csv_refusals(home: Path, tmp_path: Path, clean, content, target, messag
     elif content == "header-only":
         path.write_text("a,b,kind\n")
     with clean, pytest.raises(InvalidTable, match=message):
-        import_dataset("bad", path, home, target=target)
+        import_dataset(workspace, "bad", path, target=target)

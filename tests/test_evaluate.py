@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -31,21 +31,22 @@ from core.config import RunConfig
 from core.data import load_dataset
 from core.data.dataset import ArrayDataset
 from core.errors import InvalidConfig, InvalidImage
-from core.runs.jobs import create_run
-from core.runs.store import Store
+from core.runs import create_run
+from core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("eval_ws")
+def ws(tmp_path_factory) -> Iterator[Workspace]:
+    with Workspace.open(tmp_path_factory.mktemp("eval_ws")) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
-def runs(ws: Path) -> dict[str, str]:
+def runs(ws: Workspace) -> dict[str, str]:
     return {
         "digits": train_run(ws),
         "breast_cancer": train_run(ws, data={"dataset": "breast_cancer"},
-                                    model={"name": "mlp"}, train={"epochs": 2}),
+                                   model={"name": "mlp"}, train={"epochs": 2}),
         "shapes": train_run(ws, data={"dataset": "shapes", "image_size": 16}),
     }
 
@@ -54,11 +55,11 @@ def runs(ws: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("dataset", ["digits", "breast_cancer"])
-def test_every_metric_matches_scikit_learn(ws: Path, runs: dict, dataset: str) -> None:
-    preds = evaluate(runs[dataset], ws, "test")
+def test_every_metric_matches_scikit_learn(ws: Workspace, runs: dict, dataset: str) -> None:
+    preds = evaluate(ws, runs[dataset], "test")
     p = read_predictions(eval_path(ws, runs[dataset], "test"))  # what the page reads
     y, probs, c = p.y_true, p.probs.astype(np.float64), len(p.classes)
-    assert len(y) == load_dataset(dataset, ws).size("test") and np.array_equal(p.probs,
+    assert len(y) == load_dataset(ws, dataset).size("test") and np.array_equal(p.probs,
                                                                                  preds.probs)
     pred = probs.argmax(1)
     out = metrics.report(y, probs, p.classes)["overall"]
@@ -138,28 +139,28 @@ def test_binary_calibration_curve_matches_scikit_learn_where_they_coincide() -> 
 def test_second_open_reads_the_stored_file_until_the_checkpoint_changes(ws, runs) -> None:
     run_id = runs["digits"]
     calls: list[tuple[int, int]] = []
-    first = evaluate(run_id, ws, "val", progress=lambda d, t, m="": calls.append((d, t)))
+    first = evaluate(ws, run_id, "val", progress=lambda d, t, m="": calls.append((d, t)))
     assert calls and is_fresh(ws, run_id, "val")
     path, mtime = first.path, first.path.stat().st_mtime_ns
     calls.clear()
-    again = evaluate(run_id, ws, "val", progress=lambda d, t, m="": calls.append((d, t)))
+    again = evaluate(ws, run_id, "val", progress=lambda d, t, m="": calls.append((d, t)))
     assert not calls and again.path.stat().st_mtime_ns == mtime  # nothing recomputed
     assert np.array_equal(again.probs, first.probs) and list(again.ids) == list(first.ids)
     with np.load(path, allow_pickle=False) as f:  # arrays and JSON only, never a pickle
         assert {"meta", "ids", "y_true", "probs", "logits"} <= set(f.files)
         assert json.loads(str(f["meta"]))["signature"] == checkpoint_signature(ws, run_id)
-    ckpt = next((ws / "runs" / run_id / "checkpoints").glob("best.pt"))
+    ckpt = next((ws.home / "runs" / run_id / "checkpoints").glob("best.pt"))
     st = ckpt.stat()
     os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "retrained"
     assert not is_fresh(ws, run_id, "val") and stored(ws, run_id, "val") is None
-    evaluate(run_id, ws, "val", progress=lambda d, t, m="": calls.append((d, t)))
+    evaluate(ws, run_id, "val", progress=lambda d, t, m="": calls.append((d, t)))
     assert calls and is_fresh(ws, run_id, "val")
 
 
 def test_signature_is_the_one_load_run_computes(ws, runs) -> None:
     from core.models.loaded import load_run
 
-    loaded = load_run(runs["breast_cancer"], ws)
+    loaded = load_run(ws, runs["breast_cancer"])
     assert checkpoint_signature(ws, runs["breast_cancer"]) == loaded.checkpoint_signature
 
 
@@ -177,9 +178,9 @@ def test_large_split_runs_in_batches_with_progress(ws, runs) -> None:
             self.sizes.append(len(x))
             return self.model(x)
 
-    loaded = load_run(runs["shapes"], ws)
+    loaded = load_run(ws, runs["shapes"])
     loaded.model = recorder = Recorder(loaded.model)
-    dataset = load_dataset("shapes", ws)
+    dataset = load_dataset(ws, "shapes")
     calls: list[tuple[int, int]] = []
     preds = predict_split(loaded, dataset, "test", batch_size=48,
                           progress=lambda d, t, m="": calls.append((d, t)))
@@ -188,7 +189,7 @@ def test_large_split_runs_in_batches_with_progress(ws, runs) -> None:
     assert len(calls) == -(-n // 48) and calls[-1] == (n, n)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
     # Batching changes nothing: one batch of everything gives the same probabilities.
-    whole = predict_split(load_run(runs["shapes"], ws), dataset, "test", batch_size=n)
+    whole = predict_split(load_run(ws, runs["shapes"]), dataset, "test", batch_size=n)
     assert np.allclose(whole.probs, preds.probs, atol=1e-5)
 
 
@@ -204,9 +205,9 @@ class _Flaky(ArrayDataset):
 def test_corrupt_samples_are_skipped_and_counted(ws, runs) -> None:
     from core.models.loaded import load_run
 
-    base = load_dataset("digits", ws)
+    base = load_dataset(ws, "digits")
     flaky = _Flaky(base.info, base._data, base._labels, base._splits)
-    preds = predict_split(load_run(runs["digits"], ws), flaky, "test", batch_size=64)
+    preds = predict_split(load_run(ws, runs["digits"]), flaky, "test", batch_size=64)
     n = base.size("test")
     bad = [i for i in range(n) if i % 7 == 3]
     assert list(preds.skipped) == bad and len(preds) == n - len(bad)
@@ -216,7 +217,7 @@ def test_corrupt_samples_are_skipped_and_counted(ws, runs) -> None:
 
 def test_summary_with_temperature_scaling(ws, runs) -> None:
     run_id = runs["digits"]
-    out = summarize(evaluate(run_id, ws, "test"), evaluate(run_id, ws, "val"))
+    out = summarize(evaluate(ws, run_id, "test"), evaluate(ws, run_id, "val"))
     cal = out["calibration"]
     assert cal["temperature"] > 0 and cal["nll_after"] <= cal["nll_before"] + 0.05
     assert np.sum(out["confusion"]) == out["overall"]["samples"]
@@ -224,12 +225,12 @@ def test_summary_with_temperature_scaling(ws, runs) -> None:
 
 def test_bad_split_and_run_without_checkpoint(ws) -> None:
     with pytest.raises(InvalidConfig):
-        evaluate("nope", ws, "train")
-    fresh = create_run(Store(ws), RunConfig())
+        evaluate(ws, "nope", "train")
+    fresh = create_run(ws.store, RunConfig())
     from core.errors import InvalidRunState
 
     with pytest.raises(InvalidRunState, match="no checkpoint"):
-        evaluate(fresh.id, ws, "test")
+        evaluate(ws, fresh.id, "test")
     assert checkpoint_signature(ws, fresh.id) is None and not is_fresh(ws, fresh.id, "test")
 
 
@@ -237,27 +238,27 @@ def test_bad_split_and_run_without_checkpoint(ws) -> None:
 
 
 def test_cli_prints_metrics_and_errors_exit_2(ws, runs) -> None:
-    out = run_json("evaluate", runs["breast_cancer"], "--split", "test", home=ws)
+    out = run_json("evaluate", runs["breast_cancer"], "--split", "test", home=ws.home)
     assert set(out) >= {"overall", "per_class", "auc", "ece", "calibration"}
     assert out["overall"]["samples"] == len(read_predictions(
         eval_path(ws, runs["breast_cancer"], "test")))
     assert {r["class"] for r in out["per_class"]} == {"malignant", "benign"}
-    text = run_cli("evaluate", runs["breast_cancer"], "--no-calibrate", home=ws).stdout
+    text = run_cli("evaluate", runs["breast_cancer"], "--no-calibrate", home=ws.home).stdout
     assert "accuracy" in text and "temperature" not in text
-    missing = run_cli("evaluate", "no-such-run", home=ws, check=False)
+    missing = run_cli("evaluate", "no-such-run", home=ws.home, check=False)
     assert missing.returncode == 2 and "error:" in missing.stderr
 
 
 def test_evaluate_as_a_background_task(ws, runs) -> None:
     from core.runs.launchers import start_evaluate
 
-    store = Store(ws)
+    store = ws.store
     run_id = runs["shapes"]
     task = start_evaluate(store, run_id, "val")
     done = wait_for(lambda: (t := store.get_job(task.id)).status in ("completed", "failed")
                     and t, timeout=120, interval=0.2)
     assert done.status == "completed", done.error
-    assert done.total == done.done == load_dataset("shapes", ws).size("val")
+    assert done.total == done.done == load_dataset(ws, "shapes").size("val")
     assert done.result["split"] == "val" and is_fresh(ws, run_id, "val")
     assert store.latest_job(run_id, "evaluate", "val").id == task.id
 

@@ -8,7 +8,6 @@ tell the trained model from a randomised copy; results are cached as arrays and 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,39 +30,39 @@ from core.explain.trust import (
     sanity_check,
 )
 from core.models.loaded import load_run
-from core.runs.jobs import create_run
-from core.runs.store import Store
+from core.runs import create_run
 from core.train import execute_run
+from core.workspace import Workspace
 
 SIZE = 16  # shapes are 64x64; the run shrinks them 4x (cheap to train) and masks are pooled
 POOL = 64 // SIZE
 N_IMAGES = 8
 
 
-def train(home: Path, dataset: str, model: str, epochs: int, batch_size: int,
+def train(ws: Workspace, dataset: str, model: str, epochs: int, batch_size: int,
           **data) -> str:
     raw = RunConfig().to_dict()
     raw["data"].update(dataset=dataset, **data)
     raw["model"]["name"] = model
     raw["train"].update(epochs=epochs, batch_size=batch_size, lr=2e-3, seed=0,
                         scheduler="cosine")
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home)
+    run = create_run(ws.store, RunConfig.from_dict(raw))
+    summary = execute_run(ws, run.id)
     assert summary["status"] == "completed", summary
     return run.id
 
 
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
-    home = tmp_path_factory.mktemp("explain_ws")
-    run_id = train(home, "shapes", "smallcnn", epochs=12, batch_size=16, image_size=SIZE)
-    return load_run(run_id, home)
+    with Workspace.open(tmp_path_factory.mktemp("explain_ws")) as ws:
+        run_id = train(ws, "shapes", "smallcnn", epochs=12, batch_size=16, image_size=SIZE)
+        yield load_run(ws, run_id)
 
 
 @pytest.fixture(scope="module")
 def samples(shapes_run):
     """Correctly classified test images: (index, tensor, label, mask pooled to SIZE)."""
-    dataset = load_dataset("shapes", shapes_run.home)
+    dataset = load_dataset(shapes_run.ws, "shapes")
     labels = dataset.labels("test")
     picked = []
     for i in range(60):
@@ -82,7 +81,7 @@ def mass_in_mask(attributions: np.ndarray, mask: np.ndarray) -> float:
 
 
 def test_the_model_learnt_the_shapes(shapes_run, samples):
-    dataset = load_dataset("shapes", shapes_run.home)
+    dataset = load_dataset(shapes_run.ws, "shapes")
     n = 200
     x = torch.stack([shapes_run.preprocess(dataset.raw("test", i)) for i in range(n)])
     accuracy = (shapes_run.predict_proba(x).argmax(1) == dataset.labels("test")[:n]).mean()
@@ -164,7 +163,7 @@ def test_time_budget_stops_a_method_between_batches(shapes_run, samples):
 
 def test_results_are_cached_as_arrays_and_json(shapes_run, samples, tmp_path, monkeypatch):
     index, _, label, _ = samples[0]
-    image = load_dataset("shapes", shapes_run.home).raw("test", index)
+    image = load_dataset(shapes_run.ws, "shapes").raw("test", index)
     path = tmp_path / "shape.png"
     image.save(path)
     x, sha, shown = read_input(shapes_run, path)
@@ -172,11 +171,11 @@ def test_results_are_cached_as_arrays_and_json(shapes_run, samples, tmp_path, mo
     first = explain_input(shapes_run, x, sha, shown, "gradcam")
     assert first.target == label and first.sanity["similarity"] < 1
     assert first.deletion["auc"] >= 0 and first.image.shape == (SIZE, SIZE, 3)
-    folder = shapes_run.home / "runs" / shapes_run.run_id / "explain"
+    folder = shapes_run.ws.home / "runs" / shapes_run.run_id / "explain"
     assert (folder / f"gradcam-{first.key}.npz").is_file()
     meta = json.loads((folder / f"gradcam-{first.key}.json").read_text())
     assert meta["input_sha"] == sha and meta["signature"] == shapes_run.checkpoint_signature
-    assert checkpoint_signature(shapes_run.home, shapes_run.run_id) == \
+    assert checkpoint_signature(shapes_run.ws, shapes_run.run_id) == \
         shapes_run.checkpoint_signature  # the torch-free reader finds the same results
 
     def refuse(*args, **kwargs):
@@ -186,25 +185,25 @@ def test_results_are_cached_as_arrays_and_json(shapes_run, samples, tmp_path, mo
     again = explain_input(shapes_run, x, sha, shown, "gradcam")
     assert again.key == first.key and np.array_equal(again.attributions, first.attributions)
     params = effective_params("gradcam", "image")
-    found = find_explanation(shapes_run.home, shapes_run.run_id, sha, "gradcam", params, label)
+    found = find_explanation(shapes_run.ws, shapes_run.run_id, sha, "gradcam", params, label)
     assert found is not None and found.key == first.key
-    assert load_explanation(shapes_run.home, shapes_run.run_id, "gradcam", "0" * 24) is None
+    assert load_explanation(shapes_run.ws, shapes_run.run_id, "gradcam", "0" * 24) is None
 
 
 def test_cli_explain_writes_attributions(shapes_run, samples, tmp_path):
     index, _, label, _ = samples[1]
     path = tmp_path / "in.png"
-    load_dataset("shapes", shapes_run.home).raw("test", index).save(path)
+    load_dataset(shapes_run.ws, "shapes").raw("test", index).save(path)
     out = tmp_path / "attributions.npy"
     proc = run_cli("explain", shapes_run.run_id, str(path), "--method", "ig", "--param",
-                   "n_steps=8", "--out", str(out), "--json", home=shapes_run.home)
+                   "n_steps=8", "--out", str(out), "--json", home=shapes_run.ws.home)
     payload = json.loads(proc.stdout)
     assert payload["method"] == "ig" and payload["target"] == label
     assert payload["params"]["n_steps"] == 8 and {"similarity", "passed"} <= set(
         payload["sanity"])
     assert np.load(out, allow_pickle=False).shape == (3, SIZE, SIZE)
     bad = run_cli("explain", shapes_run.run_id, str(path), "--method", "deeplift",
-                  home=shapes_run.home, check=False)
+                  home=shapes_run.ws.home, check=False)
     assert bad.returncode == 2 and "Choose from" in bad.stderr
 
 
@@ -213,12 +212,12 @@ def test_cli_explain_writes_attributions(shapes_run, samples, tmp_path):
 
 @pytest.fixture(scope="module")
 def wine_run(tmp_path_factory):
-    home = tmp_path_factory.mktemp("explain_wine")
-    return load_run(train(home, "wine", "mlp", epochs=6, batch_size=32), home)
+    with Workspace.open(tmp_path_factory.mktemp("explain_wine")) as ws:
+        yield load_run(ws, train(ws, "wine", "mlp", epochs=6, batch_size=32))
 
 
 def test_tabular_shap_adds_up_and_lime_names_conditions(wine_run):
-    dataset = load_dataset("wine", wine_run.home)
+    dataset = load_dataset(wine_run.ws, "wine")
     x = wine_run.preprocess(dataset.raw("test", 0))
     target = int(wine_run.predict_proba(x[None])[0].argmax())
     shap = create_explainer("shap", wine_run, nsamples=512)
@@ -235,7 +234,7 @@ def test_tabular_shap_adds_up_and_lime_names_conditions(wine_run):
 
 
 def test_tabular_explanation_and_global_summary(wine_run, tmp_path):
-    dataset = load_dataset("wine", wine_run.home)
+    dataset = load_dataset(wine_run.ws, "wine")
     names = wine_run.info.feature_names
     path = tmp_path / "row.csv"
     path.write_text(",".join(names) + "\n" + ",".join(str(v) for v in dataset.raw("test", 2)))

@@ -29,27 +29,27 @@ from core.deploy.bundle import RUNTIME_DIR, list_bundles, make_zip, verify
 from core.deploy.export import benchmark_run, export_run
 from core.errors import ExportFailed, InvalidBundle, InvalidConfig
 from core.models.loaded import load_run
-from core.runs.store import Store
+from core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def digits(ws: Path) -> str:
+def digits(ws: Workspace) -> str:
     return train_run(ws, train={"epochs": 2})
 
 
 @pytest.fixture(scope="module")
-def shapes(ws: Path) -> str:
+def shapes(ws: Workspace) -> str:
     return train_run(ws, data={"dataset": "shapes", "image_size": 16},
                      train={"epochs": 4, "lr": 3e-3})
 
 
 @pytest.fixture(scope="module")
-def onnx_fp32(ws: Path, digits: str) -> dict:
+def onnx_fp32(ws: Workspace, digits: str) -> dict:
     """The ONNX fp32 export, made by the CLI (``--json``) as a user would."""
-    return run_json("export", digits, "--format", "onnx", "--latency-budget", "0.5", home=ws)
+    return run_json("export", digits, "--format", "onnx", "--latency-budget", "0.5", home=ws.home)
 
 
-def test_onnx_export_agrees_with_pytorch_at_batch_1_and_8(ws: Path, digits: str,
+def test_onnx_export_agrees_with_pytorch_at_batch_1_and_8(ws: Workspace, digits: str,
                                                           onnx_fp32: dict) -> None:
     parity = onnx_fp32["checks"]["onnx_fp32_parity"]
     assert parity["batch_1"] <= 1e-4 and parity["batch_8"] <= 1e-4 and parity["passed"]
@@ -64,8 +64,8 @@ def test_onnx_export_agrees_with_pytorch_at_batch_1_and_8(ws: Path, digits: str,
     import onnxruntime as ort
     import torch
 
-    loaded = load_run(digits, ws)
-    dataset = load_dataset("digits", ws)
+    loaded = load_run(ws, digits)
+    dataset = load_dataset(ws, "digits")
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     for batch in (1, 8):
         x = torch.stack([loaded.preprocess(dataset.raw("test", i)) for i in range(batch)])
@@ -79,7 +79,7 @@ def test_onnx_export_agrees_with_pytorch_at_batch_1_and_8(ws: Path, digits: str,
     assert {r["variant"] for r in onnx_fp32["latency"]} == {"eager", "onnx-fp32"}
 
 
-def test_the_bundle_is_complete_hashed_and_zipped(ws: Path, digits: str,
+def test_the_bundle_is_complete_hashed_and_zipped(ws: Workspace, digits: str,
                                                   onnx_fp32: dict) -> None:
     folder = Path(onnx_fp32["path"])
     manifest = verify(folder)
@@ -90,7 +90,7 @@ def test_the_bundle_is_complete_hashed_and_zipped(ws: Path, digits: str,
     assert set(manifest["files"]) == expected
     assert json.loads((folder / "labels.json").read_text()) == [str(d) for d in range(10)]
     assert json.loads((folder / "preprocess.json").read_text()) == preprocess_spec(
-        get_info("digits"), 8)
+        get_info(ws, "digits"), 8)
     card = (folder / "model_card.md").read_text()
     assert "onnx fp32 parity" in card and "p50 ms" in card and "digits" in card
     pins = [line.split("==")[0] for line in (folder / "requirements.txt").read_text().splitlines()
@@ -103,14 +103,14 @@ def test_the_bundle_is_complete_hashed_and_zipped(ws: Path, digits: str,
     for name in shipped:  # byte for byte the project's own runtime
         assert (folder / name).read_bytes() == (RUNTIME_DIR.parent / name).read_bytes()
     assert [b["bundle"] for b in list_bundles(ws, digits)] == ["onnx-fp32"]
-    events = Store(ws).get_events(digits, kind="export")
+    events = ws.store.get_events(digits, kind="export")
     assert events[-1].data["manifest_sha256"] == runtime.sha256_file(folder / "manifest.json")
 
 
 @pytest.mark.parametrize("which", ["digits", "shapes"])
-def test_int8_is_within_one_point_of_fp32(ws: Path, which: str, request) -> None:
+def test_int8_is_within_one_point_of_fp32(ws: Workspace, which: str, request) -> None:
     run_id = request.getfixturevalue(which)
-    manifest = export_run(run_id, ws, "onnx", "int8", latency_budget_s=0.3)
+    manifest = export_run(ws, run_id, "onnx", "int8", latency_budget_s=0.3)
     acc = manifest["metrics"]["accuracy"]
     assert set(acc) == {"pytorch", "onnx_fp32", "onnx_int8"}
     assert abs(acc["onnx_int8"] - acc["onnx_fp32"]) <= 0.01, acc
@@ -118,13 +118,13 @@ def test_int8_is_within_one_point_of_fp32(ws: Path, which: str, request) -> None
     assert quant["format"] == "QDQ" and quant["per_channel"] is True
     assert quant["calibration_split"] == "train" and 100 <= quant["calibration_samples"] <= 300
     assert set(manifest["files"]) >= {"model.int8.onnx"} and "model.onnx" not in manifest["files"]
-    fp32_size = sum(p.numel() * 4 for p in load_run(run_id, ws).model.state_dict().values())
+    fp32_size = sum(p.numel() * 4 for p in load_run(ws, run_id).model.state_dict().values())
     assert manifest["files"]["model.int8.onnx"]["bytes"] < fp32_size / 2.5
     assert manifest["checks"]["onnx_int8_vs_pytorch"]["top1_agreement"] >= 0.95
 
 
-def test_torchscript_export(ws: Path, digits: str) -> None:
-    manifest = export_run(digits, ws, "torchscript", latency_budget_s=0.3)
+def test_torchscript_export(ws: Workspace, digits: str) -> None:
+    manifest = export_run(ws, digits, "torchscript", latency_budget_s=0.3)
     parity = manifest["checks"]["torchscript_parity"]
     assert parity["batch_1"] <= 1e-4 and parity["batch_8"] <= 1e-4
     assert manifest["model_file"] == "model.pt"
@@ -135,9 +135,9 @@ def test_torchscript_export(ws: Path, digits: str) -> None:
 
 @pytest.mark.parametrize("dataset,size", [("digits", 8), ("digits", 20), ("shapes", 64),
                                           ("shapes", 24)])
-def test_served_preprocessing_matches_the_project(ws: Path, dataset: str, size: int) -> None:
-    info = get_info(dataset, ws)
-    data = load_dataset(dataset, ws)
+def test_served_preprocessing_matches_the_project(ws: Workspace, dataset: str, size: int) -> None:
+    info = get_info(ws, dataset)
+    data = load_dataset(ws, dataset)
     spec = json.loads(json.dumps(preprocess_spec(info, size)))  # as read from preprocess.json
     core = make_preprocess(info, size)
     for i in range(0, data.size("test"), max(1, data.size("test") // 25)):
@@ -151,9 +151,9 @@ def test_served_preprocessing_matches_the_project(ws: Path, dataset: str, size: 
                   - core(rgba).numpy()).max() <= 1e-5
 
 
-def test_served_feature_scaling_matches_the_project(ws: Path) -> None:
-    info = get_info("iris", ws)
-    data = load_dataset("iris", ws)
+def test_served_feature_scaling_matches_the_project(ws: Workspace) -> None:
+    info = get_info(ws, "iris")
+    data = load_dataset(ws, "iris")
     spec = json.loads(json.dumps(preprocess_spec(info)))
     core = make_preprocess(info)
     for i in range(data.size("test")):
@@ -192,28 +192,28 @@ def test_a_tampered_bundle_is_refused(tmp_path: Path, onnx_fp32: dict) -> None:
         verify(copy)
 
 
-def test_a_failed_parity_check_publishes_nothing(ws: Path, digits: str, monkeypatch) -> None:
+def test_a_failed_parity_check_publishes_nothing(ws: Workspace, digits: str, monkeypatch) -> None:
     import core.deploy.export
 
     before = {b["bundle"]: b["created_at"] for b in list_bundles(ws, digits)}
     monkeypatch.setattr(core.deploy.export, "ort_logits",
                         lambda session, x: np.full((len(x), 10), 9.0, np.float32))
     with pytest.raises(ExportFailed, match="disagrees with PyTorch"):
-        export_run(digits, ws, "onnx")
+        export_run(ws, digits, "onnx")
     after = {b["bundle"]: b["created_at"] for b in list_bundles(ws, digits)}
     assert after == before
-    assert not [p for p in (ws / "runs" / digits / "export").iterdir()
+    assert not [p for p in (ws.home / "runs" / digits / "export").iterdir()
                 if p.name.startswith(".staging")]
 
 
-def test_a_killed_export_lists_nothing_and_its_leftovers_are_removed(ws: Path,
+def test_a_killed_export_lists_nothing_and_its_leftovers_are_removed(ws: Workspace,
                                                                      digits: str) -> None:
     """SIGKILL mid-export: no half bundle is listed; the next export removes what it left
     (but not the staging folder of an export still running)."""
-    export = ws / "runs" / digits / "export"
-    before = run_json("bundles", digits, home=ws)["bundles"]
+    export = ws.home / "runs" / digits / "export"
+    before = run_json("bundles", digits, home=ws.home)["bundles"]
     proc = subprocess.Popen([sys.executable, "-m", "core", "export", digits, "--format", "onnx",
-                             "--quantize", "int8", "--latency-budget", "5", "--home", str(ws)],
+                             "--quantize", "int8", "--latency-budget", "5", "--home", str(ws.home)],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -225,11 +225,11 @@ def test_a_killed_export_lists_nothing_and_its_leftovers_are_removed(ws: Path,
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     assert staging[0].is_dir()  # what the killed export left
-    assert run_json("bundles", digits, home=ws)["bundles"] == before
+    assert run_json("bundles", digits, home=ws.home)["bundles"] == before
     live = export / f".staging-{os.getpid()}-live"  # this process is alive: keep its folder
     live.mkdir()
     try:
-        manifest = export_run(digits, ws, "torchscript", latency_budget_s=0.2)
+        manifest = export_run(ws, digits, "torchscript", latency_budget_s=0.2)
         assert not staging[0].exists() and live.is_dir()
     finally:
         live.rmdir()
@@ -237,15 +237,15 @@ def test_a_killed_export_lists_nothing_and_its_leftovers_are_removed(ws: Path,
     assert manifest["bundle"] in [b["bundle"] for b in list_bundles(ws, digits)]
 
 
-def test_bad_choices_are_user_errors(ws: Path, digits: str) -> None:
+def test_bad_choices_are_user_errors(ws: Workspace, digits: str) -> None:
     with pytest.raises(InvalidConfig, match="ONNX"):
-        export_run(digits, ws, "torchscript", "int8")
+        export_run(ws, digits, "torchscript", "int8")
     with pytest.raises(InvalidConfig, match="format"):
-        export_run(digits, ws, "tflite")
+        export_run(ws, digits, "tflite")
 
 
-def test_benchmark_compares_the_four_forms(ws: Path, digits: str) -> None:
-    result = benchmark_run(digits, ws, budget_s=0.4)
+def test_benchmark_compares_the_four_forms(ws: Workspace, digits: str) -> None:
+    result = benchmark_run(ws, digits, budget_s=0.4)
     rows = {r["variant"]: r for r in result["rows"]}
     assert set(rows) == {"eager", "torchscript", "onnx-fp32", "onnx-int8"}
     for row in rows.values():
@@ -253,7 +253,7 @@ def test_benchmark_compares_the_four_forms(ws: Path, digits: str) -> None:
         assert row["size_bytes"] > 0 and 0.9 < row["accuracy"] <= 1.0
     assert rows["eager"]["speedup_vs_eager"] == 1.0
     assert rows["onnx-int8"]["smaller_vs_eager"] > 2.5
-    saved = json.loads((ws / "runs" / digits / "export" / "latency.json").read_text())
+    saved = json.loads((ws.home / "runs" / digits / "export" / "latency.json").read_text())
     assert saved["rows"] == result["rows"]
 
 
@@ -265,7 +265,7 @@ def test_zip_is_rebuilt_from_the_manifest(tmp_path: Path, onnx_fp32: dict) -> No
         assert not any(n.endswith("stray.txt") for n in zf.namelist())
 
 
-def test_falls_back_to_the_legacy_exporter(ws: Path, digits: str, monkeypatch,
+def test_falls_back_to_the_legacy_exporter(ws: Workspace, digits: str, monkeypatch,
                                            tmp_path: Path) -> None:
     import torch
 
@@ -279,8 +279,8 @@ def test_falls_back_to_the_legacy_exporter(ws: Path, digits: str, monkeypatch,
         return real(*args, dynamo=dynamo, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", no_dynamo)
-    loaded = load_run(digits, ws)
-    x = torch.stack([loaded.preprocess(load_dataset("digits", ws).raw("test", i))
+    loaded = load_run(ws, digits)
+    x = torch.stack([loaded.preprocess(load_dataset(ws, "digits").raw("test", i))
                      for i in range(8)]).numpy()
     path = tmp_path / "legacy.onnx"
     assert to_onnx(loaded.model, torch.from_numpy(x[:2]), path) == "legacy"

@@ -21,29 +21,29 @@ from core.analyze.evaluate import evaluate
 from core.checkpoint import FORMAT, _write_checksums, load_checkpoint, save_checkpoint
 from core.errors import CheckpointDamaged, UnsafeCheckpoint, UserError
 from core.models.loaded import load_run
-from core.runs.store import Store
 from core.train import execute_run
 from core.train.callbacks import Callback
+from core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
-def trained(ws: Path) -> str:
+def trained(ws: Workspace) -> str:
     """A completed one-epoch digits run; tests work on copies of its checkpoints."""
     return train_run(ws)
 
 
 @pytest.fixture
-def run_copy(ws: Path, trained: str, tmp_path: Path) -> Path:
+def run_copy(ws: Workspace, trained: str, tmp_path: Path) -> Path:
     """``<tmp>/runs/<id>/checkpoints/`` holding copies of the run's files (and checksums)."""
     folder = tmp_path / "runs" / trained / "checkpoints"
-    shutil.copytree(ws / "runs" / trained / "checkpoints", folder)
+    shutil.copytree(ws.home / "runs" / trained / "checkpoints", folder)
     return folder
 
 
 @pytest.fixture
-def fresh(home: Path) -> str:
+def fresh(workspace: Workspace) -> str:
     """A completed run in a workspace of its own, for tests that damage the real files."""
-    return train_run(home)
+    return train_run(workspace)
 
 
 def _one_line_damaged(exc: pytest.ExceptionInfo, where: str) -> str:
@@ -151,15 +151,17 @@ def _resave(path: Path, edit) -> None:
     (lambda m: m.update(extra=torch.zeros(1)), "unexpected keys extra"),
     (lambda m: m.update({k: torch.zeros(3, 3) for k in list(m)[:1]}), "wrong shapes for"),
 ])
-def test_a_state_dict_that_does_not_fit_is_one_line(home, fresh, edit, expected):
+def test_a_state_dict_that_does_not_fit_is_one_line(home, fresh, edit, expected,
+                                                    workspace: Workspace):
     _resave(home / "runs" / fresh / "checkpoints" / "best.pt", edit)
     with pytest.raises(CheckpointDamaged) as exc:
-        load_run(fresh, home)
+        load_run(workspace, fresh)
     message = _one_line_damaged(exc, f"runs/{fresh}/checkpoints/best.pt")
     assert f"it does not fit the model ({expected}" in message
 
 
-def test_nan_weights_in_an_old_checkpoint_give_one_line_at_evaluate(home, fresh):
+def test_nan_weights_in_an_old_checkpoint_give_one_line_at_evaluate(home, fresh,
+                                                                    workspace: Workspace):
     """No checksum to catch it (an old file): evaluate refuses NaN outputs, not scikit-learn."""
     best = home / "runs" / fresh / "checkpoints" / "best.pt"
     state = load_checkpoint(best)
@@ -169,7 +171,7 @@ def test_nan_weights_in_an_old_checkpoint_give_one_line_at_evaluate(home, fresh)
     torch.save(state, best)
     (home / "runs" / fresh / "checkpoints" / "best.pt.sha256").unlink()
     with pytest.raises(CheckpointDamaged) as exc:
-        evaluate(fresh, home, split="val", force=True)
+        evaluate(workspace, fresh, split="val", force=True)
     assert "gives non-finite outputs (NaN or inf)" in str(exc.value)
     assert "\n" not in str(exc.value)
     assert not (home / "runs" / fresh / "eval" / "val.npz").exists()  # nothing stored
@@ -195,22 +197,22 @@ class _CancelAfterFirstEpoch(Callback):
         trainer.request_stop()  # as SIGTERM does: the next batch checkpoints and stops
 
 
-def test_a_resume_that_cannot_start_leaves_the_run_interrupted(home):
+def test_a_resume_that_cannot_start_leaves_the_run_interrupted(home, workspace: Workspace):
     from core.config import RunConfig
-    from core.runs.jobs import create_run
+    from core.runs import create_run
 
     raw = RunConfig().to_dict()
     raw["train"].update(epochs=2)
-    store = Store(home)
+    store = workspace.store
     run = create_run(store, RunConfig.from_dict(raw))
-    first = execute_run(run.id, home, callbacks=[_CancelAfterFirstEpoch()])
+    first = execute_run(workspace, run.id, callbacks=[_CancelAfterFirstEpoch()])
     assert first["status"] == "cancelled"
     last = home / "runs" / run.id / "checkpoints" / "last.pt"
     good = last.read_bytes()
     last.write_bytes(os.urandom(len(good)))
 
     assert store.set_status(run.id, "queued", expect=("cancelled",))  # as `resume` does
-    summary = execute_run(run.id, home, resume=True)
+    summary = execute_run(workspace, run.id, resume=True)
     assert summary["status"] == "interrupted"
     stored = store.get_run(run.id)
     assert stored.status == "interrupted"  # never "failed": it can be resumed again
@@ -219,5 +221,5 @@ def test_a_resume_that_cannot_start_leaves_the_run_interrupted(home):
 
     last.write_bytes(good)  # the user restores the file (from a backup), then resumes again
     assert store.set_status(run.id, "queued", expect=("interrupted",))
-    summary = execute_run(run.id, home, resume=True)
+    summary = execute_run(workspace, run.id, resume=True)
     assert summary["status"] == "completed" and summary["epochs_run"] == 2

@@ -19,10 +19,11 @@ from conftest import run_json, wait_for
 
 from core.checkpoint import load_checkpoint
 from core.config import RunConfig
-from core.runs.jobs import create_run
+from core.runs import create_run
 from core.runs.store import Store
 from core.train import execute_run
 from core.train.callbacks import Callback
+from core.workspace import Workspace
 
 EPOCHS = 3
 DIGITS = ("--dataset", "digits", "--epochs", str(EPOCHS), "--batch-size", "64", "--seed", "1")
@@ -47,7 +48,8 @@ def _gone(pid: int) -> bool:
     "saved:last.pt#2",  # last.pt of epoch 2 in place; its metrics were once written only after
     "copy:best.pt#2",  # temp files of epoch 2 written, nothing in place yet
 ])
-def test_sigkill_during_a_checkpoint_write_loses_no_epoch(home, tmp_path, monkeypatch, point):
+def test_sigkill_during_a_checkpoint_write_loses_no_epoch(home, tmp_path, monkeypatch, point,
+                                                          workspace: Workspace):
     marker = tmp_path / "paused"
     monkeypatch.setenv("LAB2MARKET_PAUSE_AT", point)
     monkeypatch.setenv("LAB2MARKET_PAUSE_MARKER", str(marker))
@@ -56,7 +58,7 @@ def test_sigkill_during_a_checkpoint_write_loses_no_epoch(home, tmp_path, monkey
                       home=home)["run_id"]
     monkeypatch.delenv("LAB2MARKET_PAUSE_AT")
     wait_for(marker.exists, timeout=120, message=f"the job to pause at {point}")
-    store = Store(home)
+    store = workspace.store
     pid = store.get_run(run_id).pid
     os.killpg(os.getpgid(pid), signal.SIGKILL)
     wait_for(lambda: _gone(pid), timeout=10, message="the job to die")
@@ -125,12 +127,13 @@ class _DiskTrouble(Callback):
 
 
 @pytest.mark.parametrize("kind", ["full", "read-only"])
-def test_a_full_or_read_only_disk_interrupts_the_run_resumably(home, small_disk, kind):
+def test_a_full_or_read_only_disk_interrupts_the_run_resumably(workspace: Workspace, small_disk,
+                                                               kind):
     raw = RunConfig().to_dict()
     raw["train"].update(epochs=EPOCHS, batch_size=64)
-    store = Store(home)
+    store = workspace.store
     run = create_run(store, RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home, callbacks=[_DiskTrouble(small_disk, kind)])
+    summary = execute_run(workspace, run.id, callbacks=[_DiskTrouble(small_disk, kind)])
 
     assert summary["status"] == "interrupted", summary
     stored = store.get_run(run.id)
@@ -147,6 +150,6 @@ def test_a_full_or_read_only_disk_interrupts_the_run_resumably(home, small_disk,
         subprocess.run(["umount", str(folder)], check=True)
     (small_disk / "filler").unlink(missing_ok=True)
     assert store.set_status(run.id, "queued", expect=("interrupted",))  # as `resume` does
-    resumed = execute_run(run.id, home, resume=True)
+    resumed = execute_run(workspace, run.id, resume=True)
     assert resumed["status"] == "completed" and resumed["epochs_run"] == EPOCHS
     assert _epochs_logged(store, run.id) == [1.0, 2.0, 3.0]

@@ -9,7 +9,6 @@ are real processes, awaited with bounds and stopped in ``finally`` blocks.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,14 +28,15 @@ from core.deploy.export import export_run
 from core.runs import cancel_job
 from core.runs.processes import is_alive
 from core.runs.store import Store
+from core.workspace import Workspace
 
 PAGE = "pages/deploy.py"
 
 
 @pytest.fixture(scope="module")
-def run_id(ws: Path) -> str:
+def run_id(ws: Workspace) -> str:
     run_id = train_run(ws)
-    export_run(run_id, ws, "onnx", latency_budget_s=0.2)
+    export_run(ws, run_id, "onnx", latency_budget_s=0.2)
     return run_id
 
 
@@ -51,7 +51,7 @@ def test_empty_workspace_says_to_train_first(tmp_path, monkeypatch) -> None:
     assert any("train one" in i.value for i in at.info)
 
 
-def test_bundles_table_download_and_model_card(ws: Path, run_id: str) -> None:
+def test_bundles_table_download_and_model_card(ws: Workspace, run_id: str) -> None:
     at = open_page(PAGE, active_run=run_id)
     assert at.selectbox(key="deploy_run").value == run_id
     table = frame_with(at, "Bundle")
@@ -61,12 +61,12 @@ def test_bundles_table_download_and_model_card(ws: Path, run_id: str) -> None:
     assert any("Model card" in e.label for e in at.expander)
 
 
-def test_export_int8_from_the_page(ws: Path, run_id: str) -> None:
+def test_export_int8_from_the_page(ws: Workspace, run_id: str) -> None:
     at = open_page(PAGE, active_run=run_id)
     at.segmented_control(key="deploy_format").set_value("ONNX int8")
     at.button(key="deploy_export").click().run()
     assert_clean(at)
-    store = Store(ws)
+    store = ws.store
     task = store.latest_job(run_id, "export")
     assert task is not None and task.key == "onnx-int8"
     done = wait_task(store, task.id)
@@ -80,12 +80,12 @@ def test_export_int8_from_the_page(ws: Path, run_id: str) -> None:
     assert abs(int8["Acc exported"] - int8["Acc PyTorch"]) <= 0.01
 
 
-def test_latency_measured_from_the_page(ws: Path, run_id: str) -> None:
+def test_latency_measured_from_the_page(ws: Workspace, run_id: str) -> None:
     at = open_page(PAGE, active_run=run_id)
     assert any("Not measured" in c.value for c in at.caption)
     at.button(key="deploy_bench").click().run()
     assert_clean(at)
-    store = Store(ws)
+    store = ws.store
     done = wait_task(store, store.latest_job(run_id, "bench").id)
     assert done.status == "completed", done.error
     at.run()
@@ -96,14 +96,14 @@ def test_latency_measured_from_the_page(ws: Path, run_id: str) -> None:
     assert at.get("plotly_chart")
 
 
-def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
+def test_start_serve_and_stop_from_the_page(ws: Workspace, run_id: str) -> None:
     at = open_page(PAGE, active_run=run_id)
     port = free_port()
     at.number_input(key="deploy_port").set_value(port)
     at.text_input(key="deploy_token").set_value("page-token")
     at.button(key="FormSubmitter:deploy_serve_form-Start the server").click().run()
     assert_clean(at)
-    store = Store(ws)
+    store = ws.store
     task = store.latest_job(run_id, "serve")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -132,19 +132,19 @@ def test_start_serve_and_stop_from_the_page(ws: Path, run_id: str) -> None:
     assert stopped.status == "cancelled"
     wait_for(lambda: not is_alive(stopped.pid, stopped.pid_start), timeout=10)
     assert at.button(key="FormSubmitter:deploy_serve_form-Start the server")
-    token = ws / "runs" / run_id / "serve" / "token"
+    token = ws.home / "runs" / run_id / "serve" / "token"
     assert token.stat().st_mode & 0o077 == 0  # readable by the owner only
 
 
-def test_a_failed_task_shows_its_error(ws: Path, run_id: str) -> None:
-    store = Store(ws)
+def test_a_failed_task_shows_its_error(ws: Workspace, run_id: str) -> None:
+    store = ws.store
     task = store.create_job(run_id, "serve", [])
     store.set_job_status(task.id, "failed", error="Cannot listen on 127.0.0.1:8000")
     at = open_page(PAGE, active_run=run_id)
     assert any("Cannot listen" in e.value for e in at.error)
 
 
-def test_the_page_never_imports_torch(ws: Path, run_id: str) -> None:
+def test_the_page_never_imports_torch(ws: Workspace, run_id: str) -> None:
     code = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
@@ -154,4 +154,4 @@ def test_the_page_never_imports_torch(ws: Path, run_id: str) -> None:
         "assert not at.exception, at.exception\n"
         "print('torch' in sys.modules, 'onnxruntime' in sys.modules)\n"
     )
-    assert run_python(code, ws) == "False False"
+    assert run_python(code, ws.home) == "False False"

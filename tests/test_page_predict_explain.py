@@ -7,7 +7,7 @@ background task (``python -m core explain``), awaited with a bound, and reads it
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,22 +17,23 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset
 from core.runs.store import Store
+from core.workspace import Workspace
 
 TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> tuple[Path, str, str]:
-    home = tmp_path_factory.mktemp("pages_ws")
-    return (home, train_run(home, train={"epochs": 2}),
-            train_run(home, data={"dataset": "iris"}, model={"name": "mlp"},
-                      train={"epochs": 4}))
+def trained(tmp_path_factory) -> Iterator[tuple[Workspace, str, str]]:
+    with Workspace.open(tmp_path_factory.mktemp("pages_ws")) as ws:
+        yield (ws, train_run(ws, train={"epochs": 2}),
+               train_run(ws, data={"dataset": "iris"}, model={"name": "mlp"},
+                         train={"epochs": 4}))
 
 
 @pytest.fixture
-def env(workspace, monkeypatch):
-    monkeypatch.setenv("LAB2MARKET_HOME", str(workspace[0]))
-    return workspace
+def env(trained, monkeypatch):
+    monkeypatch.setenv("LAB2MARKET_HOME", str(trained[0].home))
+    return trained
 
 
 def open_page(name: str, **state) -> AppTest:
@@ -40,9 +41,9 @@ def open_page(name: str, **state) -> AppTest:
     return open_routed(f"pages/{name}.py", timeout=TIMEOUT, **state)
 
 
-def png(index: int, home: Path) -> bytes:
+def png(index: int, ws: Workspace) -> bytes:
     buf = io.BytesIO()
-    load_dataset("digits", home).raw("test", index).save(buf, format="PNG")
+    load_dataset(ws, "digits").raw("test", index).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -64,7 +65,7 @@ def test_pages_without_a_trained_run(tmp_path, monkeypatch, name):
 
 
 def test_first_load_imports_no_torch(env):
-    home, digits, _ = env
+    ws, digits, _ = env
     code = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
@@ -75,14 +76,14 @@ def test_first_load_imports_no_torch(env):
         "    assert not at.exception, at.exception\n"
         "print('torch' in sys.modules)\n"
     )
-    assert run_python(code, home, timeout=180) == "False"
+    assert run_python(code, ws.home, timeout=180) == "False"
 
 
 def test_predict_page_uploads_with_a_bad_file(env):
-    home, digits, _ = env
+    ws, digits, _ = env
     at = open_page("predict", active_run=digits)
     at.file_uploader(key="predict_upload").set_value(
-        [("digit.png", png(1, home), "image/png"), ("broken.png", b"not an image", "image/png")])
+        [("digit.png", png(1, ws), "image/png"), ("broken.png", b"not an image", "image/png")])
     at.run()
     at.slider(key="predict_top_k").set_value(3)
     at.button(key="predict_run").click().run()
@@ -98,18 +99,18 @@ def test_predict_page_uploads_with_a_bad_file(env):
 
 
 def test_predict_page_test_examples(env):
-    home, digits, _ = env
+    ws, digits, _ = env
     at = open_page("predict", active_run=digits)
     at.number_input(key="predict_examples").set_value(4).run()
     at.button(key="predict_run").click().run()
     assert_clean(at)
     table = frame_with(at, "file")
-    assert list(table["file"]) == load_dataset("digits", home).ids("test")[:4]
+    assert list(table["file"]) == load_dataset(ws, "digits").ids("test")[:4]
     assert table["probability"].between(0, 1).all()
 
 
 def test_predict_page_table_form_and_csv(env):
-    home, _, iris = env
+    ws, _, iris = env
     at = open_page("predict", active_run=iris)
     at.button(key="FormSubmitter:predict_row_form-Predict this row").click().run()
     assert_clean(at)
@@ -122,7 +123,7 @@ def test_predict_page_table_form_and_csv(env):
 
 
 def test_explain_page_explains_the_sample_sent_from_evaluate(env):
-    home, digits, _ = env
+    ws, digits, _ = env
     request = {"run_id": digits, "split": "test", "index": 4, "sample_id": "test/00004"}
     at = open_page("explain", explain_request=request)
     assert at.session_state["active_run"] == digits
@@ -130,7 +131,7 @@ def test_explain_page_explains_the_sample_sent_from_evaluate(env):
     assert at.multiselect(key="explain_methods").value == ["gradcam"]
     at.button(key="explain_run").click().run()
     assert_clean(at)
-    task = wait_task(Store(home), digits)
+    task = wait_task(ws.store, digits)
     assert task.status == "completed", task.error
     at.run()
     assert_clean(at)
@@ -138,7 +139,7 @@ def test_explain_page_explains_the_sample_sent_from_evaluate(env):
     assert "explain_result_gradcam_deletion" in charts(at)
     assert any("Sanity check" in m.value for m in [*at.success, *at.warning])
     assert at.button(key="explain_run").disabled  # cached: nothing left to compute
-    label = load_dataset("digits", home).labels("test")[4]
+    label = load_dataset(ws, "digits").labels("test")[4]
     predicted = [c.value for c in at.caption if c.value.startswith("Predicted:")]
     assert predicted and "not predicted yet" not in predicted[0]
     assert f"{label}:" in at.selectbox(key="explain_target").format_func(int(label))
@@ -162,9 +163,9 @@ def test_explain_page_table_with_cached_results(env):
     from core.explain.runner import explain_input, explain_summary
     from core.models.loaded import load_run
 
-    home, _, iris = env
-    loaded = load_run(iris, home)
-    row = load_dataset("iris", home).raw("test", 0)
+    ws, _, iris = env
+    loaded = load_run(ws, iris)
+    row = load_dataset(ws, "iris").raw("test", 0)
     x = loaded.preprocess(row)
     result = explain_input(loaded, x, row_sha(row), row, "shap")
     explain_summary(loaded, result.target, rows=100, params=effective_params("shap", "tabular"))

@@ -6,7 +6,7 @@ import io
 import json
 import struct
 import zlib
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,32 +19,32 @@ from core.config import RunConfig
 from core.data import build_torch_split, load_dataset
 from core.errors import InvalidConfig
 from core.models.loaded import load_run
-from core.runs.jobs import create_run
-from core.runs.store import Store
+from core.runs import create_run
 from core.train import execute_run
+from core.workspace import Workspace
 
 
-def train(home: Path, dataset: str, model: str, epochs: int = 2, **data) -> str:
+def train(ws: Workspace, dataset: str, model: str, epochs: int = 2, **data) -> str:
     raw = RunConfig().to_dict()
     raw["data"].update(dataset=dataset, **data)
     raw["model"]["name"] = model
     raw["train"].update(epochs=epochs, batch_size=64, seed=0)
-    run = create_run(Store(home), RunConfig.from_dict(raw))
-    summary = execute_run(run.id, home)
+    run = create_run(ws.store, RunConfig.from_dict(raw))
+    summary = execute_run(ws, run.id)
     assert summary["status"] == "completed", summary
     return run.id
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory) -> tuple[Path, str]:
-    home = tmp_path_factory.mktemp("predict_ws")
-    return home, train(home, "digits", "smallcnn")
+def digits_run(tmp_path_factory) -> Iterator[tuple[Workspace, str]]:
+    with Workspace.open(tmp_path_factory.mktemp("predict_ws")) as ws:
+        yield ws, train(ws, "digits", "smallcnn")
 
 
 @pytest.fixture(scope="module")
-def iris_run(tmp_path_factory) -> tuple[Path, str]:
-    home = tmp_path_factory.mktemp("predict_iris")
-    return home, train(home, "iris", "mlp", epochs=3)
+def iris_run(tmp_path_factory) -> Iterator[tuple[Workspace, str]]:
+    with Workspace.open(tmp_path_factory.mktemp("predict_iris")) as ws:
+        yield ws, train(ws, "iris", "mlp", epochs=3)
 
 
 def png(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -72,9 +72,9 @@ def test_top_k_orders_and_checks_k():
 
 
 def test_uploaded_png_is_predicted_as_the_evaluation_path_does(digits_run, tmp_path):
-    home, run_id = digits_run
-    loaded = load_run(run_id, home)
-    dataset = load_dataset("digits", home)
+    ws, run_id = digits_run
+    loaded = load_run(ws, run_id)
+    dataset = load_dataset(ws, "digits")
     n = 24
     files = []
     for i in range(n):  # written to disk and read back, as an upload would be
@@ -95,9 +95,9 @@ def test_uploaded_png_is_predicted_as_the_evaluation_path_does(digits_run, tmp_p
 
 def test_any_mode_gets_what_training_saw(digits_run):
     """The same grey picture as L, RGB, RGBA and CMYK: one preprocessing, one prediction."""
-    home, run_id = digits_run
-    loaded = load_run(run_id, home)
-    gray = load_dataset("digits", home).raw("test", 3)
+    ws, run_id = digits_run
+    loaded = load_run(ws, run_id)
+    gray = load_dataset(ws, "digits").raw("test", 3)
     variants = [("l.png", png(gray)), ("rgb.png", png(gray.convert("RGB"))),
                 ("rgba.png", png(gray.convert("RGBA"))),
                 ("cmyk.tif", png(gray.convert("CMYK"), "TIFF"))]
@@ -108,9 +108,9 @@ def test_any_mode_gets_what_training_saw(digits_run):
 
 
 def test_bad_files_get_their_own_error_and_the_others_are_predicted(digits_run):
-    home, run_id = digits_run
-    loaded = load_run(run_id, home)
-    good = png(load_dataset("digits", home).raw("test", 0))
+    ws, run_id = digits_run
+    loaded = load_run(ws, run_id)
+    good = png(load_dataset(ws, "digits").raw("test", 0))
     files = [("good.png", good), ("notes.png", b"this is not an image"),
              ("cut.png", good[: len(good) // 2]), ("bomb.png", huge_png()),
              ("good2.png", good)]
@@ -128,10 +128,10 @@ def test_bad_files_get_their_own_error_and_the_others_are_predicted(digits_run):
 
 
 def test_csv_rows_and_wrong_columns_are_isolated(iris_run):
-    home, run_id = iris_run
-    loaded = load_run(run_id, home)
+    ws, run_id = iris_run
+    loaded = load_run(ws, run_id)
     names = loaded.info.feature_names
-    data = load_dataset("iris", home).array("test")[:3]
+    data = load_dataset(ws, "iris").array("test")[:3]
     header = ",".join(names[::-1]) + ",note"  # any column order; extra columns ignored
     good = (header + "\n" + "\n".join(",".join(str(v) for v in row[::-1]) + ",x"
                                       for row in data)).encode()
@@ -150,13 +150,13 @@ def test_csv_rows_and_wrong_columns_are_isolated(iris_run):
 
 
 def test_cli_predict_json_and_exit_code(digits_run, tmp_path):
-    home, run_id = digits_run
+    ws, run_id = digits_run
     good = tmp_path / "digit.png"
-    good.write_bytes(png(load_dataset("digits", home).raw("test", 1)))
+    good.write_bytes(png(load_dataset(ws, "digits").raw("test", 1)))
     bad = tmp_path / "readme.txt"
     bad.write_text("hello")
     proc = run_cli("predict", run_id, str(good), str(bad), "--top-k", "3", "--json",
-                   home=home, check=False)
+                   home=ws.home, check=False)
     assert proc.returncode == 2, proc.stderr  # one file failed: said, and the other predicted
     payload = json.loads(proc.stdout)
     assert payload["errors"] == 1 and payload["top_k"] == 3

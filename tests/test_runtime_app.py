@@ -13,6 +13,7 @@ from core.deploy.runtime.errors import SettingsError
 from core.deploy.runtime.manifest import _safe_name
 from core.deploy.runtime.settings import Settings
 from core.models.loaded import load_run
+from core.workspace import Workspace
 
 
 @pytest.mark.parametrize("bad", [{"max_concurrency": 0}, {"top_k": 0}, {"timeout_s": 0},
@@ -38,20 +39,22 @@ def test_tabular_bundle_takes_json_features(tmp_path_factory) -> None:
 
     from core.deploy.serve import build_app, load_model
 
-    home = tmp_path_factory.mktemp("serve_iris")
-    run_id = train_run(home, data={"dataset": "iris"}, model={"name": "mlp"},
-                       train={"epochs": 5})
-    export_run(run_id, home, "onnx", latency_budget_s=0.2)
-    model, _ = load_model(run_id, home)
-    client = TestClient(build_app(model, Settings(log_path=tmp_path_factory.mktemp("l") / "r")))
-    row = load_dataset("iris", home).raw("test", 0).tolist()
-    r = client.post("/predict", json={"features": row})
-    assert r.status_code == 200 and r.json()["predictions"][0]["class"] in model.classes
-    want = load_run(run_id, home).predict_raw([np.asarray(row, np.float32)])[0]
-    assert r.json()["predictions"][0]["index"] == int(want.argmax())
-    assert client.post("/predict", json={"features": [1, 2]}).status_code == 422
-    nan = client.post("/predict", content=b'{"features": [NaN, 1, 2, 3]}',
-                      headers={"Content-Type": "application/json"})  # Python's json reads NaN
-    assert nan.status_code == 422 and "finite" in nan.json()["detail"]
-    assert client.post("/predict", content=b"{", headers={
-        "Content-Type": "application/json"}).status_code == 422
+    with Workspace.open(tmp_path_factory.mktemp("serve_iris")) as ws:
+        run_id = train_run(ws, data={"dataset": "iris"}, model={"name": "mlp"},
+                           train={"epochs": 5})
+        export_run(ws, run_id, "onnx", latency_budget_s=0.2)
+        model, _ = load_model(ws, run_id)
+        log = tmp_path_factory.mktemp("l") / "r"
+        client = TestClient(build_app(model, Settings(log_path=log)))
+        row = load_dataset(ws, "iris").raw("test", 0).tolist()
+        r = client.post("/predict", json={"features": row})
+        assert r.status_code == 200 and r.json()["predictions"][0]["class"] in model.classes
+        want = load_run(ws, run_id).predict_raw([np.asarray(row, np.float32)])[0]
+        assert r.json()["predictions"][0]["index"] == int(want.argmax())
+        assert client.post("/predict", json={"features": [1, 2]}).status_code == 422
+        # Python's json reads NaN
+        nan = client.post("/predict", content=b'{"features": [NaN, 1, 2, 3]}',
+                          headers={"Content-Type": "application/json"})
+        assert nan.status_code == 422 and "finite" in nan.json()["detail"]
+        assert client.post("/predict", content=b"{", headers={
+            "Content-Type": "application/json"}).status_code == 422

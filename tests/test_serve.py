@@ -29,7 +29,7 @@ from core.data import load_dataset
 from core.deploy.export import export_run
 from core.deploy.monitor import read_log, summarize
 from core.models.loaded import load_run
-from core.runs.store import Store
+from core.workspace import Workspace
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -76,17 +76,17 @@ def maps_torch(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def exported(ws: Path) -> tuple[str, dict]:
+def exported(ws: Workspace) -> tuple[str, dict]:
     run_id = train_run(ws, train={"epochs": 2})
-    return run_id, export_run(run_id, ws, "onnx", latency_budget_s=0.2)
+    return run_id, export_run(ws, run_id, "onnx", latency_budget_s=0.2)
 
 
 @pytest.fixture(scope="module")
-def server(ws: Path, exported) -> tuple[str, subprocess.Popen]:
+def server(ws: Workspace, exported) -> tuple[str, subprocess.Popen]:
     run_id, _ = exported
     port = free_port()
-    log = ws / "server.log"
-    proc = start([sys.executable, "-m", "core", "serve", run_id, "--home", str(ws), "--port",
+    log = ws.home / "server.log"
+    proc = start([sys.executable, "-m", "core", "serve", run_id, "--home", str(ws.home), "--port",
                   str(port), "--token", TOKEN, "--max-concurrency", "2", "--max-body-mb", "1",
                   "--timeout", "10", "--body-timeout", str(STALL_S), "--header-timeout",
                   str(STALL_S)], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
@@ -114,11 +114,11 @@ def test_health_metadata_and_docs(server, exported) -> None:
     assert not maps_torch(proc.pid)  # the server runs on onnxruntime alone
 
 
-def test_predictions_match_pytorch(ws: Path, server, exported) -> None:
+def test_predictions_match_pytorch(ws: Workspace, server, exported) -> None:
     url, _ = server
     run_id, _ = exported
-    loaded = load_run(run_id, ws)
-    dataset = load_dataset("digits", ws)
+    loaded = load_run(ws, run_id)
+    dataset = load_dataset(ws, "digits")
     for i in range(5):
         img = dataset.raw("test", i)
         r = httpx.post(f"{url}/predict", files={"file": ("x.png", png(img), "image/png")},
@@ -173,7 +173,7 @@ def test_pixel_bomb_is_422_and_the_server_stays_up(server) -> None:
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
 
 
-def test_100_concurrent_requests_give_answers_or_429_only(server, ws: Path) -> None:
+def test_100_concurrent_requests_give_answers_or_429_only(server, ws: Workspace) -> None:
     url, _ = server
     image = png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512),
                                                                    dtype=np.uint8)))
@@ -264,12 +264,12 @@ def test_slow_or_missing_headers_are_cut_off(server) -> None:
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
 
 
-def test_the_request_log_records_each_request(server, ws: Path, exported) -> None:
+def test_the_request_log_records_each_request(server, ws: Workspace, exported) -> None:
     url, _ = server
     run_id, _ = exported
-    path = ws / "runs" / run_id / "serve" / "requests.jsonl"
+    path = ws.home / "runs" / run_id / "serve" / "requests.jsonl"
     before = len(read_log(path))
-    img = png(load_dataset("digits", ws).raw("test", 3))
+    img = png(load_dataset(ws, "digits").raw("test", 3))
     httpx.post(f"{url}/predict", files={"file": ("x.png", img, "image/png")}, headers=AUTH)
     records = wait_for(lambda: (r := read_log(path)) and len(r) > before and r, timeout=10)
     last = records[-1]
@@ -277,11 +277,11 @@ def test_the_request_log_records_each_request(server, ws: Path, exported) -> Non
     assert last["class"] in [str(d) for d in range(10)] and last["time"] > time.time() - 60
     stats = summarize(records)
     assert stats["requests"] == len(records) and stats["answered"] >= 1
-    state = (ws / "runs" / run_id / "serve" / "server.json").read_text()
+    state = (ws.home / "runs" / run_id / "serve" / "server.json").read_text()
     assert url in state
 
 
-def test_a_tampered_bundle_is_refused_at_start(ws: Path, exported, tmp_path: Path) -> None:
+def test_a_tampered_bundle_is_refused_at_start(ws: Workspace, exported, tmp_path: Path) -> None:
     run_id, manifest = exported
     folder = Path(manifest["path"])
     copy = tmp_path / "bundle"
@@ -290,12 +290,12 @@ def test_a_tampered_bundle_is_refused_at_start(ws: Path, exported, tmp_path: Pat
     model.write_bytes(model.read_bytes().replace(b"logits", b"logitz", 1))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "core", "serve", str(copy), "--port",
-                          str(free_port()), "--home", str(ws)], cwd=ROOT, env=env,
+                          str(free_port()), "--home", str(ws.home)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "refused" in out.stderr
 
 
-def test_a_bundle_not_recorded_by_the_workspace_is_refused(ws: Path, exported) -> None:
+def test_a_bundle_not_recorded_by_the_workspace_is_refused(ws: Workspace, exported) -> None:
     """A bundle folder swapped in a run's export folder, with a self-consistent manifest."""
     from core.deploy.runtime.manifest import read_manifest, write_manifest
     from core.deploy.serve import load_model
@@ -308,18 +308,18 @@ def test_a_bundle_not_recorded_by_the_workspace_is_refused(ws: Path, exported) -
         forged.pop("files")
         write_manifest(folder, {**forged, "bundle": "onnx-forged"})
         with pytest.raises(Exception, match="not the bundle this workspace exported"):
-            load_model(run_id, ws, "onnx-forged")
+            load_model(ws, run_id, "onnx-forged")
     finally:
         shutil.rmtree(folder)
 
 
-def test_ids_that_leave_the_workspace_are_refused_before_any_path(ws: Path, exported,
+def test_ids_that_leave_the_workspace_are_refused_before_any_path(ws: Workspace, exported,
                                                                   tmp_path: Path) -> None:
     """``serve`` / ``bundles`` with ``../../OTHER/runs/ID``: one line, exit 2, nothing written
     in the other workspace (whose run holds a real bundle)."""
     run_id, _ = exported
     other = tmp_path / "OTHER" / "runs" / run_id
-    shutil.copytree(ws / "runs" / run_id / "export", other / "export")
+    shutil.copytree(ws.home / "runs" / run_id / "export", other / "export")
     escape = os.path.relpath(other, ROOT)  # relative to where the CLI runs
     assert escape.startswith("..") and (ROOT / escape / "export" / "onnx-fp32").is_dir()
     cases = [(["serve", escape], "Invalid run name"), (["bundles", escape], "Invalid run name"),
@@ -327,14 +327,14 @@ def test_ids_that_leave_the_workspace_are_refused_before_any_path(ws: Path, expo
              (["bundles", "20990101-000000-abcdef"], "No run 20990101-000000-abcdef"),
              (["serve", run_id, "--max-concurrency", "0"], "--max-concurrency")]
     for argv, message in cases:
-        out = run_cli(*argv, "--port", str(free_port()), home=ws, check=False, timeout=60) \
-            if argv[0] == "serve" else run_cli(*argv, home=ws, check=False, timeout=60)
+        out = run_cli(*argv, "--port", str(free_port()), home=ws.home, check=False, timeout=60) \
+            if argv[0] == "serve" else run_cli(*argv, home=ws.home, check=False, timeout=60)
         assert out.returncode == 2, (argv, out.stderr)
         assert out.stderr.strip().count("\n") == 0 and message in out.stderr, out.stderr
     assert sorted(p.name for p in other.iterdir()) == ["export"]  # no serve/ log written there
 
 
-def test_a_bundle_folder_from_elsewhere_logs_inside_the_workspace(ws: Path, exported,
+def test_a_bundle_folder_from_elsewhere_logs_inside_the_workspace(ws: Workspace, exported,
                                                                   tmp_path: Path) -> None:
     """An explicit bundle folder may be served: it is verified, and its request log goes to
     ``<home>/serve/<digest>/``, never into that folder."""
@@ -343,22 +343,22 @@ def test_a_bundle_folder_from_elsewhere_logs_inside_the_workspace(ws: Path, expo
     shutil.copytree(manifest["path"], folder)
     port = free_port()
     log = tmp_path / "outside.log"
-    proc = start([sys.executable, "-m", "core", "serve", str(folder), "--home", str(ws),
+    proc = start([sys.executable, "-m", "core", "serve", str(folder), "--home", str(ws.home),
                   "--port", str(port)], ROOT, {**os.environ, "PYTHONPATH": str(ROOT)}, log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
-        img = png(load_dataset("digits", ws).raw("test", 1))
+        img = png(load_dataset(ws, "digits").raw("test", 1))
         assert httpx.post(f"{url}/predict", files={"file": ("x.png", img, "image/png")},
                           ).status_code == 200
     finally:
         stop(proc)
-    logs = list((ws / "serve").glob("*/requests.jsonl"))
+    logs = list((ws.home / "serve").glob("*/requests.jsonl"))
     assert len(logs) == 1 and read_log(logs[0])[-1]["status"] == 200
     assert not list(folder.parent.rglob("requests.jsonl"))
 
 
-def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
+def test_the_bundle_serves_on_its_own_without_the_project(ws: Workspace, exported,
                                                           tmp_path: Path) -> None:
     """The bundle's runtime (``python -m runtime``; ``serve.py`` launches the same), outside the
     repository and without torch, as in its Docker image."""
@@ -376,7 +376,7 @@ def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
-        img = png(load_dataset("digits", ws).raw("test", 0))
+        img = png(load_dataset(ws, "digits").raw("test", 0))
         r = httpx.post(f"{url}/predict", files={"file": ("x.png", img, "image/png")})
         assert r.status_code == 200 and len(r.json()["predictions"]) == 3
         assert not maps_torch(proc.pid)
@@ -385,14 +385,14 @@ def test_the_bundle_serves_on_its_own_without_the_project(ws: Path, exported,
     assert (copy / "requests.jsonl").is_file()
 
 
-def test_serve_as_a_background_task_starts_and_stops(ws: Path, exported) -> None:
+def test_serve_as_a_background_task_starts_and_stops(ws: Workspace, exported) -> None:
     """What the Deploy page does: launch ``serve`` as a task, then cancel it."""
     from core.runs import cancel_job, submit
     from core.runs.jobs import python_core
     from core.runs.processes import is_alive
 
     run_id, _ = exported
-    store = Store(ws)
+    store = ws.store
     port = free_port()
     task = submit(store, run_id, "serve", python_core("serve", run_id, "--port", str(port)))
     url = f"http://127.0.0.1:{port}"

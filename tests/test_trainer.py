@@ -16,21 +16,21 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import RunConfig
 from core.data import import_dataset
 from core.errors import DeviceUnavailable, UnsafeCheckpoint
-from core.runs.jobs import create_run
+from core.runs import create_run
 from core.runs.store import Store
 from core.train import execute_run
 from core.train.callbacks import EarlyStopping
 from core.train.sampler import EpochSampler
 from core.train.setup import resolve_device, resolve_precision
+from core.workspace import Workspace
 
 
-def _run(home: Path, **sections) -> tuple[dict, Store, str]:
+def _run(ws: Workspace, **sections) -> tuple[dict, Store, str]:
     raw = RunConfig().to_dict()
     for section, values in sections.items():
         raw[section].update(values)
-    store = Store(home)
-    run = create_run(store, RunConfig.from_dict(raw))
-    return execute_run(run.id, home), store, run.id
+    run = create_run(ws.store, RunConfig.from_dict(raw))
+    return execute_run(ws, run.id), ws.store, run.id
 
 
 # -- parts -----------------------------------------------------------------------------------
@@ -109,9 +109,9 @@ def test_checkpoint_write_is_atomic(tmp_path):
 # -- options, in process ---------------------------------------------------------------------
 
 
-def test_bf16_on_cpu_grad_accum_scheduler_and_smoothing(home):
+def test_bf16_on_cpu_grad_accum_scheduler_and_smoothing(workspace: Workspace):
     summary, store, run_id = _run(
-        home, train={"epochs": 2, "amp": "bf16", "grad_accum": 2, "scheduler": "cosine",
+        workspace, train={"epochs": 2, "amp": "bf16", "grad_accum": 2, "scheduler": "cosine",
                      "label_smoothing": 0.1, "optimizer": "adamw", "weight_decay": 0.01,
                      "max_grad_norm": 1.0})
     assert summary["status"] == "completed" and summary["precision"] == "bf16"
@@ -122,17 +122,17 @@ def test_bf16_on_cpu_grad_accum_scheduler_and_smoothing(home):
     assert summary["final"]["val/acc"] > 0.5
 
 
-def test_early_stopping_ends_the_run_completed_with_a_reason(home):
-    summary, _, _ = _run(home, train={"epochs": 30, "patience": 1, "monitor": "train/loss",
+def test_early_stopping_ends_the_run_completed_with_a_reason(workspace: Workspace):
+    summary, _, _ = _run(workspace, train={"epochs": 30, "patience": 1, "monitor": "train/loss",
                                       "lr": 10.0, "optimizer": "sgd"})
     assert summary["status"] == "completed"
     assert summary["epochs_run"] < 30 and summary["stop_reason"]
 
 
-def test_fine_tune_from_another_runs_checkpoint_on_a_different_dataset(home):
-    first, _, first_id = _run(home, train={"epochs": 1})
+def test_fine_tune_from_another_runs_checkpoint_on_a_different_dataset(home, workspace: Workspace):
+    first, _, first_id = _run(workspace, train={"epochs": 1})
     weights = home / "runs" / first_id / "checkpoints" / "best.pt"
-    summary, _, run_id = _run(home, data={"dataset": "shapes", "image_size": 32},
+    summary, _, run_id = _run(workspace, data={"dataset": "shapes", "image_size": 32},
                               model={"weights": str(weights), "freeze_backbone": True},
                               train={"epochs": 1})
     assert summary["status"] == "completed", summary
@@ -144,7 +144,7 @@ def test_fine_tune_from_another_runs_checkpoint_on_a_different_dataset(home):
     assert tuned["head.weight" if "head.weight" in tuned else list(tuned)[-2]].shape[0] == 4
 
 
-def test_truncated_jpeg_is_skipped_and_reported(home, tmp_path):
+def test_truncated_jpeg_is_skipped_and_reported(workspace: Workspace, tmp_path):
     root = tmp_path / "folder"
     rng = torch.Generator().manual_seed(0)
     for split, n in (("train", 6), ("val", 2)):
@@ -157,8 +157,8 @@ def test_truncated_jpeg_is_skipped_and_reported(home, tmp_path):
     bad = root / "train" / "cats" / "0.jpg"
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2])
-    import_dataset("pets", root, home)
-    summary, store, run_id = _run(home, data={"dataset": "pets"},
+    import_dataset(workspace, "pets", root)
+    summary, store, run_id = _run(workspace, data={"dataset": "pets"},
                                   train={"epochs": 2, "batch_size": 4})
     assert summary["status"] == "completed", summary
     assert summary["skipped_images"] == 1
@@ -168,7 +168,7 @@ def test_truncated_jpeg_is_skipped_and_reported(home, tmp_path):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_mixed_precision_runs(home):
+def test_cuda_mixed_precision_runs(workspace: Workspace):
     for amp in ("auto", "fp16", "bf16"):
-        summary, _, _ = _run(home, train={"epochs": 1, "amp": amp, "device": "cuda"})
+        summary, _, _ = _run(workspace, train={"epochs": 1, "amp": amp, "device": "cuda"})
         assert summary["status"] == "completed" and summary["device"].startswith("cuda")

@@ -13,6 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import UserError
+from core.workspace import Workspace
+from ui import state
 from ui.charts import class_distribution_figure
 from ui.format import plain
 
@@ -130,7 +132,8 @@ def render_augmentation_preview(info: Any, dataset: Any) -> None:
 
         image = open_image(upload.getvalue()) if upload else dataset.raw("train", int(index))
         with st.spinner("Drawing augmentations..."):
-            images = preview_augmentations(info, image, augment, n=8, seed=int(seed))
+            images = preview_augmentations(state.workspace(), info, image, augment, n=8,
+                                           seed=int(seed))
     except UserError as exc:
         st.error(str(exc))
         return
@@ -172,7 +175,7 @@ def guess_target(columns: list[str]) -> str:
     return columns[-1] if columns else ""
 
 
-def import_upload(name: str, filename: str, data: bytes, home: Path,
+def import_upload(ws: Workspace, name: str, filename: str, data: bytes,
                   target: str | None = None, progress: Callable | None = None) -> Any:
     """Import uploaded bytes: they go to a temp folder outside the workspace, which is removed
     whatever happens; ``core`` validates the file before anything is written to the workspace."""
@@ -182,4 +185,4 @@ def import_upload(name: str, filename: str, data: bytes, home: Path,
     with tempfile.TemporaryDirectory(prefix="lab2market-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
-        return import_dataset(name, path, home, target=target, progress=progress)
+        return import_dataset(ws, name, path, target=target, progress=progress)

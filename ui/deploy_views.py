@@ -25,7 +25,7 @@ from core.runs.records import Job, Run
 from core.runs.store import Store
 from ui import format as fmt
 from ui.format import plain
-from ui.state import home
+from ui.state import workspace
 
 EXPORTS = {"ONNX fp32": ("onnx", None), "ONNX int8": ("onnx", "int8"),
            "TorchScript": ("torchscript", None)}
@@ -47,13 +47,13 @@ def start_bench(s: Store, run: Run) -> Job:
 
 def start_server(s: Store, run: Run, bundle: str, port: int, concurrency: int,
                  token: str) -> Job:
-    token_file = write_token(home(), run.id, token) if token else None
+    token_file = write_token(workspace(), run.id, token) if token else None
     return launchers.start_serve(s, run.id, bundle, port, concurrency, token_file)
 
 
 def stop_server(s: Store, job: Job) -> None:
     cancel_job(s, job.id, grace=5.0)  # uvicorn stops on SIGTERM at once; nothing to save
-    (serve_dir(home(), job.run_id) / "server.json").unlink(missing_ok=True)
+    (serve_dir(workspace(), job.run_id) / "server.json").unlink(missing_ok=True)
 
 
 def new_token() -> str:
@@ -86,7 +86,7 @@ def bundles_frame(bundles: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def render_bundles(run: Run) -> list[dict[str, Any]]:
-    bundles = list_bundles(home(), run.id)
+    bundles = list_bundles(workspace(), run.id)
     if not bundles:
         st.info("No bundle yet: export one above.")
         return []
@@ -143,7 +143,7 @@ def latency_figure(frame: pd.DataFrame):
 
 
 def render_latency(run: Run) -> None:
-    result = read_latency(home(), run.id)
+    result = read_latency(workspace(), run.id)
     if not result:
         st.caption("Not measured yet for this run.")
         return
@@ -171,7 +171,7 @@ def curl_example(url: str, modality: str, token_required: bool, spec: dict | Non
 
 
 def render_server_info(run: Run) -> None:
-    info = read_state(home(), run.id)
+    info = read_state(workspace(), run.id)
     if info is None:
         st.info("The server is starting...")
         return
@@ -191,7 +191,7 @@ def render_server_info(run: Run) -> None:
 def render_live(run_id: str, bundle_path: str | None, since: float | None = None) -> None:
     """Requests, errors, latency histogram, served confidences beside the test split's
     (``since``: only the requests of the server started then)."""
-    records = monitor.read_log(serve_dir(home(), run_id) / LOG_FILE)
+    records = monitor.read_log(serve_dir(workspace(), run_id) / LOG_FILE)
     if since is not None:
         records = [r for r in records if r.get("time", 0) >= since]
     stats = monitor.summarize(records)

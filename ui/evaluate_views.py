@@ -25,7 +25,7 @@ from ui.evaluate_charts import pr_figure, reliability_figure, roc_figure
 from ui.format import plain
 from ui.jobs import render_job, watch_job
 from ui.runs import run_label
-from ui.state import home
+from ui.state import workspace
 
 CARDS = (("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced acc."),
          ("f1_macro", "Macro F1"), ("log_loss", "Log loss"), ("auc_macro", "ROC AUC (macro)"),
@@ -67,9 +67,9 @@ def _stamp(preds: Predictions) -> tuple[str, int]:
 
 def fresh_predictions(run_id: str, split: str) -> Predictions | None:
     """The stored predictions when they match the run's checkpoint (cached), else None."""
-    if not is_fresh(home(), run_id, split):
+    if not is_fresh(workspace(), run_id, split):
         return None
-    path = eval_path(home(), run_id, split)
+    path = eval_path(workspace(), run_id, split)
     return _read(str(path), path.stat().st_mtime_ns)
 
 
@@ -91,7 +91,7 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
     if job is not None and job.is_active:
         watch_job(job.id, f"Evaluating {label}")
         return None
-    ckpt = run_checkpoint(s.home, run.id)
+    ckpt = run_checkpoint(workspace(), run.id)
     since = ckpt.stat().st_mtime if ckpt else math.inf
     key = f"eval_start_{run.id}_{split}"
     if job is not None and job.status != "completed" and job.created_at >= since:
@@ -102,7 +102,7 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
             f"Evaluate the current checkpoint of {label}", key=key,
             help="The run is still training: its best checkpoint may change."):
         return None
-    stale = eval_path(s.home, run.id, split).is_file()
+    stale = eval_path(workspace(), run.id, split).is_file()
     job = launchers.start_evaluate(s, run.id, split)
     st.caption(("The checkpoint changed since the last evaluation: " if stale else "")
                + f"evaluating {label} on the {split} split in the background.")

@@ -34,8 +34,11 @@ def run_dataset_info(run: Run):
 def loaded_run(home: str, run_id: str, signature: str):
     """The run's model, loaded once per checkpoint (``signature``) and shared: never mutate."""
     from core.models.loaded import load_run
+    from core.workspace import Workspace
 
-    return load_run(run_id, home)
+    # Its own workspace, closed at once: the cached model outlives any one session's store.
+    with Workspace.open(home) as ws:
+        return load_run(ws, run_id)
 
 
 def png_bytes(image: Any) -> bytes:

@@ -18,7 +18,7 @@ from core import runs
 from core.errors import RunNotFound
 from core.runs.series import Series, count_points, epoch_rows, last_step, merge
 from core.runs.store import Run, Store
-from core.workspace import run_dir
+from core.workspace import Workspace, run_dir
 from ui import format as fmt
 from ui.charts import Overlay, curves_figure
 from ui.components import render_status_badge
@@ -57,11 +57,8 @@ def read_series(s: Store, run: Run) -> dict[str, Series]:
 @st.cache_data(ttl=30, max_entries=64, show_spinner=False)
 def overlay_series(home: str, run_id: str, marker: tuple) -> dict[str, Series]:
     """Epoch-level series of another run, to compare (``marker`` changes when it progresses)."""
-    s = Store(home)
-    try:
-        rows = s.get_metrics(run_id, keys=OVERLAY_KEYS)
-    finally:
-        s.close()
+    with Workspace.open(home) as ws:
+        rows = ws.store.get_metrics(run_id, keys=OVERLAY_KEYS)
     series: dict[str, Series] = {}
     merge(series, rows)
     return series

@@ -14,7 +14,7 @@ import streamlit as st
 from core.checkpoint import run_checkpoint
 from core.runs.store import Run, Store
 from ui.format import plain
-from ui.state import active_run, active_run_id, home, set_active_run
+from ui.state import active_run, active_run_id, set_active_run, workspace
 
 RECENT = 100  # how many recent runs a picker offers
 
@@ -30,7 +30,7 @@ def run_label(run: Run, *, status: bool = False) -> str:
 
 def has_checkpoint(run: Run) -> bool:
     """Whether ``run`` can be evaluated, predicted with, explained or exported."""
-    return run_checkpoint(home(), run.id) is not None
+    return run_checkpoint(workspace(), run.id) is not None
 
 
 def runs_with_checkpoint(s: Store, limit: int = RECENT) -> list[Run]:

@@ -1,4 +1,4 @@
-"""Session state shared by every page: the workspace, the run store and the active run.
+"""Session state shared by every page: the workspace (with its run store) and the active run.
 
 The cache boundary is here, at the UI edge: ``core`` caches nothing Streamlit-specific.
 """
@@ -14,7 +14,7 @@ import streamlit as st
 from core import runs
 from core.errors import RunNotFound
 from core.runs.store import Run, Store
-from core.workspace import resolve_home
+from core.workspace import Workspace, resolve_home
 
 ACTIVE_RUN = "active_run"  # the run every page works on (sidebar picker, Train, later pages)
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,18 +25,25 @@ def home() -> Path:
     return resolve_home()
 
 
-def store() -> Store:
-    """This session's connection to the run store.
+def workspace() -> Workspace:
+    """This session's workspace: its paths and its connection to the run store.
 
     One per session rather than one cached for the whole server: a SQLite connection shared by
     the threads of several sessions would interleave their write transactions.
     """
     path = home()
-    held = st.session_state.get("_store")
+    held = st.session_state.get("_workspace")
     if held is None or held.home != path:
-        held = Store(path)
-        st.session_state["_store"] = held
+        if held is not None:  # the workspace moved ($LAB2MARKET_HOME changed): let the old go
+            held.close()
+        held = Workspace(path)
+        st.session_state["_workspace"] = held
     return held
+
+
+def store() -> Store:
+    """This session's connection to the run store (``workspace().store``)."""
+    return workspace().store
 
 
 def reconciled_store() -> Store:
@@ -101,7 +108,8 @@ def app_version() -> str:
 def _dataset_infos(home_path: str) -> list:
     from core.data import list_datasets
 
-    return list_datasets(home_path)
+    with Workspace.open(home_path) as ws:
+        return list_datasets(ws)
 
 
 def dataset_infos() -> dict:
@@ -114,7 +122,8 @@ def load_dataset(name: str, home_path: str):
     """A loaded dataset, shared by sessions: read it, never mutate it."""
     from core.data import load_dataset as load
 
-    return load(name, home_path)
+    with Workspace.open(home_path) as ws:
+        return load(ws, name)
 
 
 def forget_datasets() -> None:

@@ -1,6 +1,6 @@
 """One inference pass over a split, stored once, read many times.
 
-``evaluate(run_id, split=...)`` loads the run's best checkpoint, predicts the split in batches
+``evaluate(ws, run_id, split)`` loads the run's best checkpoint, predicts the split in batches
 (memory bounded by the batch, progress reported after each) and writes
 ``runs/<id>/eval/<split>.npz``: sample ids, positions in the split, true labels, logits and
 class probabilities, plus the checkpoint's signature. Every metric and plot is derived from that
@@ -20,13 +20,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.checkpoint import checkpoint_signature
 from core.errors import CheckpointDamaged, InvalidConfig, InvalidImage, InvalidRunState
-from core.workspace import resolve_home, run_dir
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,9 @@ class Predictions:
 # -- where, and whether it is still valid (torch-free) -----------------------------------------
 
 
-def eval_path(home: str | Path | None, run_id: str, split: str) -> Path:
+def eval_path(ws: Workspace, run_id: str, split: str) -> Path:
     check_split(split)
-    return run_dir(resolve_home(home), run_id) / "eval" / f"{split}.npz"
+    return ws.run_dir(run_id) / "eval" / f"{split}.npz"
 
 
 def check_split(split: str) -> None:
@@ -90,9 +92,9 @@ def read_predictions(path: str | Path) -> Predictions:
                        created_at=meta.get("created_at", 0.0), path=path, **arrays)
 
 
-def stored(home: str | Path | None, run_id: str, split: str) -> Predictions | None:
+def stored(ws: Workspace, run_id: str, split: str) -> Predictions | None:
     """The stored predictions if they exist and match the current checkpoint, else None."""
-    path = eval_path(home, run_id, split)
+    path = eval_path(ws, run_id, split)
     if not path.is_file():
         return None
     try:
@@ -100,13 +102,13 @@ def stored(home: str | Path | None, run_id: str, split: str) -> Predictions | No
     except (OSError, ValueError, KeyError) as exc:
         logger.warning("Ignoring unreadable %s: %s", path, exc)
         return None
-    return preds if preds.signature == checkpoint_signature(home, run_id) else None
+    return preds if preds.signature == checkpoint_signature(ws, run_id) else None
 
 
-def is_fresh(home: str | Path | None, run_id: str, split: str) -> bool:
+def is_fresh(ws: Workspace, run_id: str, split: str) -> bool:
     """Whether ``eval/<split>.npz`` exists and was made with the current checkpoint (reads only
     the small ``meta`` entry)."""
-    path = eval_path(home, run_id, split)
+    path = eval_path(ws, run_id, split)
     if not path.is_file():
         return False
     try:
@@ -114,7 +116,7 @@ def is_fresh(home: str | Path | None, run_id: str, split: str) -> bool:
             signature = json.loads(str(f["meta"]))["signature"]
     except (OSError, ValueError, KeyError):
         return False
-    return signature == checkpoint_signature(home, run_id)
+    return signature == checkpoint_signature(ws, run_id)
 
 
 def write_predictions(preds: Predictions, path: str | Path) -> Path:
@@ -147,23 +149,16 @@ def write_predictions(preds: Predictions, path: str | Path) -> Path:
 # -- the inference pass (torch) ----------------------------------------------------------------
 
 
-def evaluate(run_id: str, home: str | Path | None = None, split: str = "test",
+def evaluate(ws: Workspace, run_id: str, split: str = "test",
              batch_size: int = BATCH_SIZE, progress: ProgressFn | None = None,
              force: bool = False, device: str = "cpu") -> Predictions:
     """The stored predictions of ``split`` if still valid, else one batched pass, stored."""
     check_split(split)
     if batch_size < 1:
         raise InvalidConfig(f"batch size must be >= 1, got {batch_size}")
-    home = resolve_home(home)
-    from core.runs.store import Store
-
-    store = Store(home)
-    try:
-        store.get_run(run_id)  # an unknown run is a clear error before torch loads
-    finally:
-        store.close()
+    ws.store.get_run(run_id)  # an unknown run is a clear error before torch loads
     if not force:
-        found = stored(home, run_id, split)
+        found = stored(ws, run_id, split)
         if found is not None:
             logger.info("Reusing %s (checkpoint unchanged)", found.path)
             return found
@@ -172,17 +167,13 @@ def evaluate(run_id: str, home: str | Path | None = None, split: str = "test",
 
     # Taken before the weights are read: if a training run rewrites the checkpoint meanwhile,
     # the file is marked stale (and redone), never fresh with older weights.
-    signature = checkpoint_signature(home, run_id)
-    loaded = load_run(run_id, home, device=_device(device))
-    dataset = load_dataset(loaded.config.data.dataset, home)
+    signature = checkpoint_signature(ws, run_id)
+    loaded = load_run(ws, run_id, device=_device(device))
+    dataset = load_dataset(ws, loaded.config.data.dataset)
     preds = predict_split(loaded, dataset, split, batch_size, progress)
     preds.signature = signature or preds.signature
-    path = write_predictions(preds, eval_path(home, run_id, split))
-    store = Store(home)
-    try:
-        store.add_artifact(run_id, f"eval/{split}", str(path.relative_to(home)))
-    finally:
-        store.close()
+    path = write_predictions(preds, eval_path(ws, run_id, split))
+    ws.store.add_artifact(run_id, f"eval/{split}", str(path.relative_to(ws.home)))
     return preds
 
 

@@ -49,10 +49,9 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 def progress(args: argparse.Namespace, desc: str):
     """The progress callback a command should use: tqdm on stderr, plus the job's row if any."""
     from core.runs.body import JobProgress
-    from core.runs.store import Store
 
     job = getattr(args, "job", None)
-    return JobProgress(desc, Store(args.home) if job else None, job)
+    return JobProgress(desc, args.ws.store if job else None, job)
 
 
 # -- the parser's building blocks ----------------------------------------------------------------

@@ -20,7 +20,7 @@ def add_parsers(sub) -> None:
 def datasets_list(args: argparse.Namespace) -> Result:
     from core.data import list_datasets
 
-    infos = list_datasets(args.home)
+    infos = list_datasets(args.ws)
     lines = [f"{i.name:16} {i.modality:8} {len(i.classes):3} classes  "
              f"{sum(i.split_counts.values()):6} samples  {'built-in' if i.builtin else 'imported'}"
              for i in infos]
@@ -32,7 +32,7 @@ def datasets_import(args: argparse.Namespace) -> Result:
     from core.data import import_dataset
 
     with progress(args, f"import {args.name}") as bar:
-        info = import_dataset(args.name, args.source, args.home, target=args.target,
+        info = import_dataset(args.ws, args.name, args.source, target=args.target,
                               progress=bar)
     return Result(info.to_dict(), f"Imported {info.name}: {info.modality}, "
                                   f"{len(info.classes)} classes, splits {info.split_counts}")

@@ -48,7 +48,7 @@ def export(args: argparse.Namespace) -> Result:
     from core.deploy.export import export_run
 
     with progress(args, f"export {args.format}") as bar:
-        manifest = export_run(args.run, args.home, args.format, args.quantize,
+        manifest = export_run(args.ws, args.run, args.format, args.quantize,
                               calibration=args.calibration,
                               latency_budget_s=args.latency_budget, progress=bar)
     return Result(_summary(manifest), _export_text(manifest))
@@ -59,7 +59,7 @@ def bench(args: argparse.Namespace) -> Result:
     from core.deploy.export import benchmark_run
 
     with progress(args, "bench") as bar:
-        result = benchmark_run(args.run, args.home, budget_s=args.budget, progress=bar)
+        result = benchmark_run(args.ws, args.run, budget_s=args.budget, progress=bar)
     lines = [f"{'variant':12} {'p50 ms':>8} {'p95 ms':>8} {'samples/s':>10} {'MB':>7} "
              f"{'acc':>7} {'speedup':>8}"]
     lines += [f"{r['variant']:12} {r['p50_ms']:8.3f} {r['p95_ms']:8.3f} "
@@ -73,7 +73,7 @@ def bench(args: argparse.Namespace) -> Result:
 def bundles_list(args: argparse.Namespace) -> Result:
     from core.deploy.bundle import list_bundles
 
-    found = list_bundles(args.home, args.run)
+    found = list_bundles(args.ws, args.run)
     return Result({"run_id": args.run, "bundles": [_summary(m) for m in found]},
                   "\n".join(f"{m['bundle']:18} {m['created_at']}  {m['path']}" for m in found)
                   or f"Run {args.run} has no bundles yet.")
@@ -83,19 +83,16 @@ def bundles_list(args: argparse.Namespace) -> Result:
 def serve(args: argparse.Namespace) -> Result:
     from core.deploy import serve as server
 
-    model, run_id = server.load_model(args.target, args.home, args.bundle, args.threads)
-    settings = server.make_settings(args, args.home, run_id, model)
+    model, run_id = server.load_model(args.ws, args.target, args.bundle, args.threads)
+    settings = server.make_settings(args.ws, args, run_id, model)
 
     def ready(url: str) -> None:
         print(f"Serving {model.version} on {url} (docs: {url}/docs); Ctrl-C stops it.",
               file=sys.stderr)
         if getattr(args, "job", None):
-            from core.runs.store import Store
+            args.ws.store.update_job(args.job, message=url)
 
-            with Store(args.home) as store:
-                store.update_job(args.job, message=url)
-
-    state_dir = server.serve_dir(server.resolve_home(args.home), run_id) if run_id else None
+    state_dir = server.serve_dir(args.ws, run_id) if run_id else None
     server.serve(model, settings, args.host, args.port, state_dir=state_dir, on_ready=ready)
     return Result({"stopped": True, "model_version": model.version}, "Server stopped.")
 

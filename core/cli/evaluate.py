@@ -31,7 +31,7 @@ def evaluate_command(args: argparse.Namespace) -> Result:
     found = {}
     with progress(args, f"evaluate {args.run}") as bar:
         for split in splits:
-            found[split] = evaluate(args.run, args.home, split, batch_size=args.batch_size,
+            found[split] = evaluate(args.ws, args.run, split, batch_size=args.batch_size,
                                     progress=bar, force=args.force, device=args.device)
     preds = found[args.split]
     result = summarize(preds, found.get("val") if args.calibrate else None)

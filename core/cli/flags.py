@@ -131,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if getattr(args, MODEL_DEST) is None and not args.config:
         from core.data import get_info
 
-        modality = get_info(raw["data"]["dataset"], args.home).modality
+        modality = get_info(args.ws, raw["data"]["dataset"]).modality
         raw["model"]["name"] = "mlp" if modality == "tabular" else "smallcnn"
     if not args.config:
         return RunConfig.from_dict(raw)

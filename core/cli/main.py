@@ -3,7 +3,9 @@
 This module is the parser and the dispatch only; the commands live in one module per step
 (``COMMAND_MODULES``). stdout carries results (one JSON object with ``--json``); progress bars
 and logs go to stderr. A ``UserError`` (a full or read-only workspace included) prints one line
-and exits 2. Heavy modules load inside the commands, so ``--help`` stays fast.
+and exits 2. Heavy modules load inside the commands, so ``--help`` stays fast. The dispatch
+opens the workspace once (``args.ws``, a ``core.workspace.Workspace``) and closes it after the
+command; commands never open a store of their own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 
 from core.cli.base import COMMANDS, Result, add_global_options, emit
 from core.errors import InvalidConfig, UserError, workspace_error
+from core.workspace import Workspace
 
 # Every step's commands, in the order ``--help`` lists them. Each module defines
 # ``add_parsers(sub)`` and registers its functions with ``@command``; a module that fails to
@@ -45,13 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    args.ws = None
+    try:
+        return _run(args)
+    finally:
+        if args.ws is not None:
+            args.ws.close()
+
+
+def _run(args: argparse.Namespace) -> int:
     body = None
     try:
         _check_future_options(args)
+        # A command that reads nothing of the workspace (``models``) does not create one.
+        if getattr(args, "workspace", True):
+            args.ws = Workspace.open(args.home)
         if args.job:
             from core.runs.body import JobBody
 
-            body = JobBody(_home(args), args.job)
+            body = JobBody(args.ws, args.job)
             if not body.start():  # cancelled before this process got here: nothing to do
                 return 0
         code, error = _dispatch(args), None

@@ -47,7 +47,7 @@ def predict(args: argparse.Namespace) -> Result:
 
     if args.top_k < 1:
         raise InvalidConfig(f"--top-k must be at least 1, got {args.top_k}.")
-    loaded = load_run(args.run, args.home)
+    loaded = load_run(args.ws, args.run)
     with progress(args, "predict") as bar:
         results = predict_files(loaded, args.files, progress=bar, batch_size=args.batch_size)
     rows = [r.to_dict(loaded.classes, args.top_k) for r in results]
@@ -73,7 +73,7 @@ def explain(args: argparse.Namespace) -> Result:
     if not args.summary and not args.file:
         raise InvalidConfig("Give the FILE to explain (or --summary for a tabular run).")
     params = _params(args, _modality(args), methods)  # a typo fails before torch loads
-    loaded = load_run(args.run, args.home)
+    loaded = load_run(args.ws, args.run)
     if args.summary:
         with progress(args, "SHAP summary") as bar:
             result = explain_summary(loaded, args.target or 0, args.rows, params["shap"], bar,
@@ -90,10 +90,9 @@ def explain(args: argparse.Namespace) -> Result:
 
 def _modality(args: argparse.Namespace) -> str:
     from core.data import get_info
-    from core.runs.store import Store
 
-    run = Store(args.home).get_run(args.run)
-    return get_info(run.config["data"]["dataset"], args.home).modality
+    run = args.ws.store.get_run(args.run)
+    return get_info(args.ws, run.config["data"]["dataset"]).modality
 
 
 def _params(args: argparse.Namespace, modality: str, methods: list[str]) -> dict[str, dict]:
@@ -135,7 +134,7 @@ def _report(args: argparse.Namespace, results: list) -> Result:
 
     if args.out:
         np.save(args.out, results[0].attributions)
-    folder = explain_dir(args.home, results[0].run_id)
+    folder = explain_dir(args.ws, results[0].run_id)
     payload = [_payload(r, folder) for r in results]
     lines = [f"{p['method']}: target {p['target_label']} (p={p['probability']:.3f})"
              + (f", sanity check {'passed' if p['sanity']['passed'] else 'FAILED'}"

@@ -39,9 +39,9 @@ def add_parsers(sub) -> None:
 
 @command("runs")
 def runs_list(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        reconcile(store)
-        items = store.list_runs(limit=args.limit)
+    store = args.ws.store
+    reconcile(store)
+    items = store.list_runs(limit=args.limit)
     lines = [f"{r.id}  {r.status:11} {r.kind:9} {r.dataset:14} {r.model:18} epoch {r.epoch}/"
              f"{r.total_epochs}  best {_fmt(r.best_metric)}" for r in items]
     return Result({"runs": [run_payload(r) for r in items]}, "\n".join(lines) or "no runs yet")
@@ -49,12 +49,12 @@ def runs_list(args: argparse.Namespace) -> Result:
 
 @command("status")
 def status(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        reconcile(store)
-        run = store.get_run(args.run)
-        payload = run_payload(run)
-        payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
-        jobs = store.list_jobs(run_id=run.id)
+    store = args.ws.store
+    reconcile(store)
+    run = store.get_run(args.run)
+    payload = run_payload(run)
+    payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
+    jobs = store.list_jobs(run_id=run.id)
     payload["jobs"] = [job_payload(j) for j in jobs]
     lineage = run.kind + (f" of {run.parent_run}" if run.parent_run else "")
     text = (f"{run.id}: {run.status} ({lineage}), epoch {run.epoch}/{run.total_epochs}, "
@@ -65,36 +65,36 @@ def status(args: argparse.Namespace) -> Result:
 
 @command("cancel")
 def cancel(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        if is_valid_name("job", args.id):
-            job = runs.cancel_job(store, args.id)
-            return Result(job_payload(job), f"{job.id}: {job.status}")
-        run = runs.cancel(store, check_name("run", args.id))
+    store = args.ws.store
+    if is_valid_name("job", args.id):
+        job = runs.cancel_job(store, args.id)
+        return Result(job_payload(job), f"{job.id}: {job.status}")
+    run = runs.cancel(store, check_name("run", args.id))
     return Result(run_payload(run), f"{run.id}: {run.status}")
 
 
 @command("delete")
 def delete(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        runs.delete(store, args.run)
+    store = args.ws.store
+    runs.delete(store, args.run)
     return Result({"deleted": args.run}, f"deleted {args.run}")
 
 
 @command("resume")
 def resume(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        run = runs.resume(store, args.run)
-        if args.detach:
-            return Result(run_payload(run), f"Resumed {run.id} in the background")
-        return report(follow(store, run.id))
+    store = args.ws.store
+    run = runs.resume(store, args.run)
+    if args.detach:
+        return Result(run_payload(run), f"Resumed {run.id} in the background")
+    return report(follow(store, run.id))
 
 
 @command("jobs")
 def jobs_list(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        reconcile(store)
-        statuses = None if args.all else ("queued", "running")
-        found = store.list_jobs(statuses, limit=args.limit)
+    store = args.ws.store
+    reconcile(store)
+    statuses = None if args.all else ("queued", "running")
+    found = store.list_jobs(statuses, limit=args.limit)
     lines = [f"{j.id}  {j.status:11} {j.kind:9} {j.run_id}  {j.message}" for j in found]
     return Result({"jobs": [job_payload(j) for j in found]},
                   "\n".join(lines) or "no jobs" + ("" if args.all else " queued or running"))
@@ -102,14 +102,14 @@ def jobs_list(args: argparse.Namespace) -> Result:
 
 @command("queue")
 def queue(args: argparse.Namespace) -> Result:
-    with Store(args.home) as store:
-        if args.max_jobs is not None:
-            runs.set_max_jobs(store, args.max_jobs)
-        reconcile(store)
-        limit, source = runs.max_jobs(store)
-        active = store.active_jobs()
-        running = [j for j in active if j.heavy and j.status == "running"]
-        waiting = [j for j in active if j.heavy and j.status == "queued"]
+    store = args.ws.store
+    if args.max_jobs is not None:
+        runs.set_max_jobs(store, args.max_jobs)
+    reconcile(store)
+    limit, source = runs.max_jobs(store)
+    active = store.active_jobs()
+    running = [j for j in active if j.heavy and j.status == "running"]
+    waiting = [j for j in active if j.heavy and j.status == "queued"]
     payload = {"max_jobs": limit, "source": source, "running": [job_payload(j) for j in running],
                "queued": [job_payload(j) for j in waiting]}
     text = (f"{len(running)}/{limit} heavy job(s) running ({source}); {len(waiting)} queued"
@@ -121,7 +121,7 @@ def queue(args: argparse.Namespace) -> Result:
 def job(args: argparse.Namespace) -> int:
     from core.train import execute_run
 
-    summary = execute_run(args.run, args.home, resume=args.resume)
+    summary = execute_run(args.ws, args.run, resume=args.resume)
     args.job_status = summary.get("status")  # the job ends as its run did
     args.result = {"run_id": args.run, "status": args.job_status}
     return 0 if args.job_status in ("completed", "cancelled") else 1

@@ -12,7 +12,7 @@ from core.cli.runs import follow, report, run_payload
 
 
 def add_parsers(sub) -> None:
-    add_command(sub, "models", "list the registered models")
+    add_command(sub, "models", "list the registered models").set_defaults(workspace=False)
     p = add_command(sub, "train", "train a model (blocking, or --detach)")
     p.add_argument("--config", help="a run's config.json to start from (flags override it)")
     p.add_argument("--name", default="", help="a label for the run")
@@ -36,16 +36,15 @@ def models_list(args: argparse.Namespace) -> Result:
 @command("train")
 def train(args: argparse.Namespace) -> Result:
     from core import runs
-    from core.runs.store import Store
 
     config = config_from_args(args)
-    with Store(args.home) as store:
-        if args.create_only:
-            run = runs.create_run(store, config, name=args.name)
-            return Result(run_payload(run), run.id)
-        run = runs.launch(store, config, name=args.name)
-        if args.detach:
-            return Result(run_payload(run), f"Launched {run.id} in the background "
-                                            f"(`python -m core status {run.id}`)")
-        print(f"run {run.id}", file=sys.stderr)
-        return report(follow(store, run.id))
+    store = args.ws.store
+    if args.create_only:
+        run = runs.create_run(store, config, name=args.name)
+        return Result(run_payload(run), run.id)
+    run = runs.launch(store, config, name=args.name)
+    if args.detach:
+        return Result(run_payload(run), f"Launched {run.id} in the background "
+                                        f"(`python -m core status {run.id}`)")
+    print(f"run {run.id}", file=sys.stderr)
+    return report(follow(store, run.id))

@@ -18,13 +18,16 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.data.info import SPLITS, DatasetInfo
 from core.data.registry import builtin_dataset, get_info, imported_folder, is_builtin, replace_meta
 from core.errors import DatasetChanged
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +40,13 @@ _LABELS = {"features": "features", "image_size": "image size", "channels": "chan
            "split_counts": "split sizes", "content_hash": "content hash"}
 
 
-def fingerprint(name: str, home: Path | str | None = None) -> dict[str, Any]:
+def fingerprint(ws: Workspace, name: str) -> dict[str, Any]:
     """The fingerprint of dataset ``name`` as it is now (raises ``DatasetNotFound``)."""
-    info = get_info(name, home)
+    info = get_info(ws, name)
     if is_builtin(name):
         digest = _builtin_hash(name)
     else:
-        digest = info.content_hash or _backfill_hash(imported_folder(name, home), info)
+        digest = info.content_hash or _backfill_hash(imported_folder(ws, name), info)
     shape: dict[str, Any] = (
         {"features": list(info.feature_names)} if info.modality == "tabular"
         else {"image_size": info.image_size, "channels": info.channels}
@@ -59,9 +62,9 @@ def fingerprint(name: str, home: Path | str | None = None) -> dict[str, Any]:
 
 
 def check_fingerprint(
+    ws: Workspace,
     recorded: dict[str, Any] | None,
     name: str,
-    home: Path | str | None = None,
     run_id: str | None = None,
 ) -> None:
     """Raise ``DatasetChanged`` if dataset ``name`` no longer matches ``recorded``.
@@ -71,7 +74,7 @@ def check_fingerprint(
     """
     if not recorded:
         return
-    current = fingerprint(name, home)
+    current = fingerprint(ws, name)
     changes = [
         _describe(key, recorded[key], current[key])
         for key in COMPARED

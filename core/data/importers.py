@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.data.archive import MAX_BYTES, MAX_ENTRIES, MAX_RATIO, safe_extract
 from core.data.folders import JUNK_NAMES, build_image_dataset
@@ -25,6 +26,9 @@ from core.data.info import DatasetInfo
 from core.data.registry import check_new_name
 from core.data.tables import prepare_table, write_table_dataset
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +39,9 @@ Progress = Callable[[int, int], None]
 
 
 def import_dataset(
+    ws: Workspace,
     name: str,
     source: str | Path,
-    home: Path | str | None = None,
     target: str | None = None,
     progress: Progress | None = None,
 ) -> DatasetInfo:
@@ -48,48 +52,48 @@ def import_dataset(
     """
     path = Path(source)
     if path.is_dir():
-        return import_folder(name, path, home, progress)
+        return import_folder(ws, name, path, progress)
     if not path.is_file():
         raise UserError(f"Cannot import {source}: no such file or folder.")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return import_csv(name, path, target, home, progress)
+        return import_csv(ws, name, path, target, progress)
     if suffix == ".zip" or zipfile.is_zipfile(path):
-        return import_zip(name, path, home, progress)
+        return import_zip(ws, name, path, progress)
     raise UserError(
         f"Cannot import {path.name}: expected a folder of class folders, a .zip of one, or a .csv."
     )
 
 
 def import_folder(
-    name: str, source: Path, home: Path | str | None = None, progress: Progress | None = None
+    ws: Workspace, name: str, source: Path, progress: Progress | None = None
 ) -> DatasetInfo:
-    with _staging(name, home) as out:
+    with _staging(ws, name) as out:
         info = build_image_dataset(name, Path(source), out, progress)
     logger.info("Imported folder %s as dataset %s", source, name)
     return info
 
 
 def import_csv(
+    ws: Workspace,
     name: str,
     source: Path,
     target: str | None,
-    home: Path | str | None = None,
     progress: Progress | None = None,
 ) -> DatasetInfo:
-    check_new_name(name, home)  # a bad name is refused before the file is even read
+    check_new_name(ws, name)  # a bad name is refused before the file is even read
     # Validated before staging: a refused table leaves no trace in the workspace.
     table = prepare_table(Path(source), target)
-    with _staging(name, home) as out:
+    with _staging(ws, name) as out:
         info = write_table_dataset(name, table, out, progress)
     logger.info("Imported table %s as dataset %s", source, name)
     return info
 
 
 def import_zip(
+    ws: Workspace,
     name: str,
     source: Path,
-    home: Path | str | None = None,
     progress: Progress | None = None,
     *,
     max_entries: int = MAX_ENTRIES,
@@ -97,7 +101,7 @@ def import_zip(
     max_ratio: float = MAX_RATIO,
 ) -> DatasetInfo:
     """Import a ZIP of an ImageFolder; the caps are keyword arguments so tests can lower them."""
-    with _staging(name, home) as out:
+    with _staging(ws, name) as out:
         extracted = out.parent / "extract"
         extracted.mkdir()
         # Extraction and then storing each count for half of the progress bar.
@@ -150,12 +154,12 @@ def _halves(progress: Progress | None) -> tuple[Progress | None, Progress | None
 
 
 @contextmanager
-def _staging(name: str, home: Path | str | None) -> Iterator[Path]:
+def _staging(ws: Workspace, name: str) -> Iterator[Path]:
     """Yield an empty folder to build the dataset in; rename it into place if the body succeeds.
 
     Whatever happens, the hidden work folder around it is removed.
     """
-    final = check_new_name(name, home)
+    final = check_new_name(ws, name)
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(final.parent)
     work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=final.parent))

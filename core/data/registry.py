@@ -16,11 +16,15 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.data.dataset import Dataset
 from core.data.info import DatasetInfo
 from core.errors import DatasetNotFound, UserError
-from core.workspace import check_name, dataset_dir, datasets_dir, is_valid_name, resolve_home
+from core.workspace import check_name, datasets_dir, is_valid_name
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +50,10 @@ def builtin_names() -> list[str]:
     return list(_BUILTINS)
 
 
-def list_datasets(home: Path | str | None = None) -> list[DatasetInfo]:
+def list_datasets(ws: Workspace) -> list[DatasetInfo]:
     """Built-ins first (registration order), then imported datasets sorted by name."""
     infos = [builtin_dataset(name).info.copy() for name in _BUILTINS]
-    root = datasets_dir(resolve_home(home))
+    root = datasets_dir(ws.home)
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
         # Hidden work folders, names no command could open, and links (which may point out of
         # the workspace) are not datasets.
@@ -64,10 +68,10 @@ def list_datasets(home: Path | str | None = None) -> list[DatasetInfo]:
     return infos
 
 
-def get_info(name: str, home: Path | str | None = None) -> DatasetInfo:
+def get_info(ws: Workspace, name: str) -> DatasetInfo:
     if name in _BUILTINS:
         return builtin_dataset(name).info.copy()
-    folder = imported_folder(name, home)
+    folder = imported_folder(ws, name)
     try:
         return read_meta(folder)
     except (OSError, ValueError, TypeError) as exc:
@@ -76,14 +80,14 @@ def get_info(name: str, home: Path | str | None = None) -> DatasetInfo:
         ) from None
 
 
-def load_dataset(name: str, home: Path | str | None = None) -> Dataset:
+def load_dataset(ws: Workspace, name: str) -> Dataset:
     """The dataset's samples. Built-ins are shared, read-only arrays (built once per process)."""
     if name in _BUILTINS:
         dataset = copy.copy(builtin_dataset(name))  # shares the read-only arrays
         dataset.info = dataset.info.copy()  # callers may edit their info; the cache stays intact
         return dataset
-    info = get_info(name, home)
-    folder = imported_folder(name, home)
+    info = get_info(ws, name)
+    folder = imported_folder(ws, name)
     if info.modality == "image":
         from core.data.folders import load_folder_dataset
 
@@ -93,11 +97,11 @@ def load_dataset(name: str, home: Path | str | None = None) -> Dataset:
     return load_table_dataset(folder, info)
 
 
-def delete_dataset(name: str, home: Path | str | None = None) -> None:
+def delete_dataset(ws: Workspace, name: str) -> None:
     """Delete an imported dataset (built-ins cannot be deleted)."""
     if name in _BUILTINS:
         raise UserError(f"{name!r} is a built-in dataset and cannot be deleted.")
-    folder = imported_folder(name, home)
+    folder = imported_folder(ws, name)
     # Rename first so a half-deleted folder is never listed as a dataset.
     trash = folder.with_name(f".deleting-{name}-{uuid.uuid4().hex[:8]}")
     os.replace(folder, trash)
@@ -105,12 +109,12 @@ def delete_dataset(name: str, home: Path | str | None = None) -> None:
     logger.info("Deleted dataset %s", name)
 
 
-def check_new_name(name: str, home: Path | str | None = None) -> Path:
+def check_new_name(ws: Workspace, name: str) -> Path:
     """Validate a name for a new dataset; return the folder it will live in."""
     check_name("dataset", name)
     if name in _BUILTINS:
         raise UserError(f"{name!r} is the name of a built-in dataset; choose another name.")
-    folder = dataset_dir(resolve_home(home), name)
+    folder = ws.dataset_dir(name)
     if folder.exists():
         raise UserError(f"A dataset named {name!r} already exists; delete it or choose another.")
     return folder
@@ -134,8 +138,8 @@ def replace_meta(folder: Path, info: DatasetInfo) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def available_names(home: Path | str | None = None) -> list[str]:
-    return [info.name for info in list_datasets(home)]
+def available_names(ws: Workspace) -> list[str]:
+    return [info.name for info in list_datasets(ws)]
 
 
 def is_builtin(name: str) -> bool:
@@ -148,14 +152,14 @@ def builtin_dataset(name: str) -> Dataset:
 
 
 
-def imported_folder(name: str, home: Path | str | None) -> Path:
+def imported_folder(ws: Workspace, name: str) -> Path:
     """The folder of the imported dataset ``name``; an invalid name is refused before any path
     is built, and a name with no dataset raises ``DatasetNotFound`` listing the available ones."""
     folder = None
     if is_valid_name("dataset", name):
-        folder = dataset_dir(resolve_home(home), name)
+        folder = ws.dataset_dir(name)
     if folder is None or not (folder / META_FILE).is_file():
         raise DatasetNotFound(
-            f"Unknown dataset {name!r}. Available: {', '.join(available_names(home))}."
+            f"Unknown dataset {name!r}. Available: {', '.join(available_names(ws))}."
         )
     return folder

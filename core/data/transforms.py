@@ -14,7 +14,7 @@ from torch's global RNG only, so ``torch.manual_seed`` makes them reproducible.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from core.deploy.runtime.preprocess import (
     tabular_spec,
 )
 from core.errors import InvalidConfig, InvalidImage, InvalidTable, UserError
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 ROTATE_DEGREES = 15.0
 CROP_SCALE = (0.7, 1.0)
@@ -132,13 +135,13 @@ def preprocess_spec(info: DatasetInfo, image_size: int | None = None) -> dict[st
 
 
 def preview_augmentations(
+    ws: Workspace,
     name_or_info: str | DatasetInfo,
     image: Any,
     augment: Sequence[str],
     n: int = 8,
     seed: int = 0,
     image_size: int | None = None,
-    home: Any = None,
 ) -> list[Image.Image]:
     """``n`` draws of the training augmentations on one image, for the UI (seeded, and the
     global torch RNG is left as it was)."""
@@ -146,7 +149,7 @@ def preview_augmentations(
     if not isinstance(info, DatasetInfo):
         from core.data.registry import get_info
 
-        info = get_info(name_or_info, home)
+        info = get_info(ws, name_or_info)
     if info.modality != "image":
         raise UserError(f"{info.name} is a table: augmentations apply to image datasets only.")
     img = to_channels(as_image(image), info.channels)

@@ -20,13 +20,16 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.deploy.card import SERVE_LAUNCHER
 from core.deploy.runtime.errors import BundleError
 from core.deploy.runtime.manifest import MANIFEST, read_manifest, verify_bundle
 from core.errors import InvalidBundle, InvalidName, RunNotFound
-from core.workspace import check_name, is_valid_name, resolve_home, run_dir
+from core.workspace import check_name, is_valid_name
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 FORMATS = ("onnx", "torchscript")
 QUANTIZATIONS = ("int8",)
@@ -35,22 +38,22 @@ RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 _LEFTOVERS = (".staging-", ".old-", ".zip-")  # hidden names of unfinished work, then a pid
 
 
-def export_dir(home: Path, run_id: str) -> Path:
-    return run_dir(home, run_id) / "export"
+def export_dir(ws: Workspace, run_id: str) -> Path:
+    return ws.run_dir(run_id) / "export"
 
 
-def serve_dir(home: Path, run_id: str) -> Path:
+def serve_dir(ws: Workspace, run_id: str) -> Path:
     """Where a run's server keeps its request log, its state file and its token."""
-    return run_dir(home, run_id) / "serve"
+    return ws.run_dir(run_id) / "serve"
 
 
 def bundle_name(fmt: str, quantize: str | None = None) -> str:
     return f"{fmt}-{quantize or 'fp32'}"
 
 
-def staging_dir(home: Path, run_id: str) -> Path:
+def staging_dir(ws: Workspace, run_id: str) -> Path:
     """A new hidden folder to build a bundle in (its name carries this process's pid)."""
-    folder = export_dir(home, run_id)
+    folder = export_dir(ws, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=folder))
 
@@ -63,12 +66,12 @@ def add_server(folder: Path) -> None:
     (folder / "serve.py").write_text(SERVE_LAUNCHER)
 
 
-def clean_leftovers(home: Path, run_id: str) -> list[str]:
+def clean_leftovers(ws: Workspace, run_id: str) -> list[str]:
     """Remove what exports killed mid-way left in the run's export folder; the names removed.
 
     Only leftovers of processes that are gone: a concurrent export keeps its staging folder.
     """
-    folder = export_dir(home, run_id)
+    folder = export_dir(ws, run_id)
     removed = []
     for path in folder.iterdir() if folder.is_dir() else ():
         pid = _leftover_pid(path.name)
@@ -132,13 +135,13 @@ def make_zip(folder: Path, name: str | None = None, dest: Path | None = None) ->
     return target
 
 
-def list_bundles(home: str | Path | None, run_id: str) -> list[dict[str, Any]]:
+def list_bundles(ws: Workspace, run_id: str) -> list[dict[str, Any]]:
     """The manifests of a run's bundles (newest first), each with ``path`` and ``zip`` added.
 
     Cheap (no hashing): for listing. Serving verifies every file (``verify``). Hidden folders
     (a bundle being built) are never listed. ``InvalidName`` / ``RunNotFound`` for a bad id.
     """
-    folder = existing_run(resolve_home(home), run_id) / "export"
+    folder = existing_run(ws, run_id) / "export"
     if not folder.is_dir():
         return []
     found = []
@@ -163,18 +166,17 @@ def verify(folder: Path) -> dict[str, Any]:
         raise InvalidBundle(str(exc)) from None
 
 
-def existing_run(home: Path, run_id: str) -> Path:
+def existing_run(ws: Workspace, run_id: str) -> Path:
     """The folder of run ``run_id``: the id is checked before any path is built."""
-    folder = run_dir(home, run_id)
+    folder = ws.run_dir(run_id)
     if not folder.is_dir():
-        raise RunNotFound(f"No run {run_id} in {home}. List runs with `python -m core runs`.")
+        raise RunNotFound(f"No run {run_id} in {ws.home}. List runs with `python -m core runs`.")
     return folder
 
 
-def resolve_bundle(target: str, home: str | Path | None = None, name: str | None = None) -> Path:
+def resolve_bundle(ws: Workspace, target: str, name: str | None = None) -> Path:
     """``target`` is a run id (its newest ONNX bundle, or the bundle ``name``), or the path of a
     bundle folder (one holding a manifest; it is verified before it is served)."""
-    home = resolve_home(home)
     if name is not None:
         check_name("bundle", name)
     if not is_valid_name("run", target):
@@ -182,7 +184,7 @@ def resolve_bundle(target: str, home: str | Path | None = None, name: str | None
         if (path / MANIFEST).is_file():
             return path.resolve()
         check_name("run", target)  # neither: say what a run id looks like
-    bundles = list_bundles(home, target)
+    bundles = list_bundles(ws, target)
     if name:
         bundles = [b for b in bundles if b.get("bundle") == name]
     else:
@@ -194,10 +196,10 @@ def resolve_bundle(target: str, home: str | Path | None = None, name: str | None
     return Path(bundles[0]["path"])
 
 
-def run_of_bundle(folder: Path, home: Path) -> str | None:
+def run_of_bundle(ws: Workspace, folder: Path) -> str | None:
     """The run id when ``folder`` is a bundle inside this workspace's runs, else None."""
     try:
-        parts = Path(folder).resolve().relative_to((home / "runs").resolve()).parts
+        parts = Path(folder).resolve().relative_to((ws.home / "runs").resolve()).parts
     except ValueError:
         return None
     if len(parts) != 3 or parts[1] != "export":
@@ -220,9 +222,9 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def read_latency(home: str | Path | None, run_id: str) -> dict[str, Any] | None:
+def read_latency(ws: Workspace, run_id: str) -> dict[str, Any] | None:
     """The run's last latency comparison (``python -m core bench RUN``), if any."""
-    return read_json(export_dir(resolve_home(home), run_id) / LATENCY_FILE)
+    return read_json(export_dir(ws, run_id) / LATENCY_FILE)
 
 
 def _leftover_pid(name: str) -> int | None:

@@ -40,8 +40,7 @@ from core.deploy.runtime.manifest import MANIFEST, sha256_file, write_manifest
 from core.errors import InvalidConfig
 from core.models.loaded import LoadedRun, load_run
 from core.progress import ProgressFn
-from core.runs.store import Store
-from core.workspace import resolve_home
+from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +49,18 @@ MAX_EVAL_SAMPLES = 2000
 MAX_EVAL_BYTES = 256 * 1024**2
 
 
-def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
+def export_run(ws: Workspace, run_id: str, fmt: str = "onnx",
                quantize: str | None = None, calibration: int = CALIBRATION_SAMPLES,
                latency_budget_s: float = 2.0, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Export, check and bundle a run; returns the bundle's manifest (plus ``path``, ``zip``)."""
     _check_choice(fmt, quantize)
     step = _stepper(progress, 7 if quantize else 6)
-    home = resolve_home(home)
     step("loading the run")
-    loaded = load_run(run_id, home)
+    loaded = load_run(ws, run_id)
     data = EvalData.of(loaded, calibration if quantize else 0)
     name = bundles.bundle_name(fmt, quantize)
-    bundles.clean_leftovers(home, run_id)
-    staging = bundles.staging_dir(home, run_id)
+    bundles.clean_leftovers(ws, run_id)
+    staging = bundles.staging_dir(ws, run_id)
     try:
         step(f"exporting {name}")
         if fmt == "onnx":
@@ -75,9 +73,9 @@ def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
         manifest["latency"] = rows
         step("writing the bundle")
         manifest = _write_bundle(loaded, data, staging, name, manifest, served)
-        target = bundles.export_dir(home, run_id) / name
+        target = bundles.export_dir(ws, run_id) / name
         # Recorded first: a bundle in place is always one the workspace knows it exported.
-        _record(home, run_id, name, staging, target)
+        _record(ws, run_id, name, staging, target)
         bundles.publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -86,16 +84,15 @@ def export_run(run_id: str, home: str | Path | None = None, fmt: str = "onnx",
     return {**manifest, "path": str(target), "zip": str(bundles.zip_path(target))}
 
 
-def benchmark_run(run_id: str, home: str | Path | None = None, budget_s: float = 4.0,
+def benchmark_run(ws: Workspace, run_id: str, budget_s: float = 4.0,
                   progress: ProgressFn | None = None) -> dict[str, Any]:
     """Latency, throughput, size and test accuracy of eager, TorchScript, ONNX fp32 and int8.
 
     Saved as ``runs/<id>/export/latency.json`` for the Deploy page.
     """
     step = _stepper(progress, 4)
-    home = resolve_home(home)
     step("loading the run")
-    loaded = load_run(run_id, home)
+    loaded = load_run(ws, run_id)
     data = EvalData.of(loaded, CALIBRATION_SAMPLES)
     with tempfile.TemporaryDirectory(prefix="l2m-bench-") as tmp:
         step("exporting every variant")
@@ -108,7 +105,7 @@ def benchmark_run(run_id: str, home: str | Path | None = None, budget_s: float =
     result = {"run_id": run_id, "created_at": _now(), "threads": torch.get_num_threads(),
               "input_shape": list(data.sample_shape), "batch_throughput": 32,
               "accuracy_split": data.split, "rows": rows}
-    folder = bundles.export_dir(home, run_id)
+    folder = bundles.export_dir(ws, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     bundles.write_json(folder / bundles.LATENCY_FILE, result)
     step("done")
@@ -130,7 +127,7 @@ class EvalData:
     def of(cls, loaded: LoadedRun, calibration: int = 0) -> EvalData:
         from core.data import load_dataset
 
-        dataset = load_dataset(loaded.info.name, loaded.home)
+        dataset = load_dataset(loaded.ws, loaded.info.name)
         split = "test" if dataset.size("test") else "val"
         x, y = split_arrays(loaded, dataset, split, MAX_EVAL_SAMPLES)
         if not len(x):
@@ -245,7 +242,7 @@ def _write_bundle(loaded: LoadedRun, data: EvalData, staging: Path, name: str,
                   manifest: dict[str, Any], served: Variant) -> dict[str, Any]:
     from core.data.transforms import preprocess_spec
 
-    info, run = loaded.info, Store(loaded.home).get_run(loaded.run_id)
+    info, run = loaded.info, loaded.ws.store.get_run(loaded.run_id)
     spec = preprocess_spec(info, loaded.image_size)
     probs = _softmax(served.run(data.x))
     manifest["metrics"].update(test_samples=int(len(data.y)), split=data.split,
@@ -270,8 +267,8 @@ def _write_bundle(loaded: LoadedRun, data: EvalData, staging: Path, name: str,
     return write_manifest(staging, manifest)
 
 
-def _record(home: Path, run_id: str, name: str, staging: Path, target: Path) -> None:
-    store = Store(home)
+def _record(ws: Workspace, run_id: str, name: str, staging: Path, target: Path) -> None:
+    store = ws.store
     store.add_artifact(run_id, f"export:{name}", str(target))
     store.add_event(run_id, "export", f"Exported {name}", data={
         "bundle": name, "manifest_sha256": sha256_file(staging / MANIFEST)})

@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.deploy.bundle import resolve_bundle, run_of_bundle, serve_dir, verify
 from core.deploy.runtime.errors import BundleError, SettingsError
@@ -26,8 +27,9 @@ from core.deploy.runtime.manifest import MANIFEST, sha256_file
 from core.deploy.runtime.model import BundleModel
 from core.deploy.runtime.settings import Settings, settings_from_args
 from core.errors import InvalidBundle, InvalidConfig
-from core.runs.store import Store
-from core.workspace import resolve_home
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +39,23 @@ TOKEN_FILE = "token"
 OUTSIDE_LOGS = "serve"  # <home>/serve/<manifest digest>/: logs of bundles from other folders
 
 
-def load_model(target: str, home: str | Path | None = None, name: str | None = None,
+def load_model(ws: Workspace, target: str, name: str | None = None,
                threads: int = 0) -> tuple[BundleModel, str | None]:
     """The verified bundle's model, and the run it belongs to (None for an outside folder)."""
-    home = resolve_home(home)
-    folder = resolve_bundle(target, home, name)
-    run_id = run_of_bundle(folder, home)
+    folder = resolve_bundle(ws, target, name)
+    run_id = run_of_bundle(ws, folder)
     verify(folder)
     if run_id:
-        check_recorded(home, run_id, folder)
+        check_recorded(ws, run_id, folder)
     try:
         return BundleModel(folder, threads=threads), run_id
     except BundleError as exc:
         raise InvalidBundle(str(exc)) from None
 
 
-def check_recorded(home: Path, run_id: str, folder: Path) -> None:
+def check_recorded(ws: Workspace, run_id: str, folder: Path) -> None:
     """The manifest must be the one this workspace recorded when it exported the bundle."""
-    events = Store(home).get_events(run_id, kind="export")
+    events = ws.store.get_events(run_id, kind="export")
     recorded = [e.data.get("manifest_sha256") for e in events
                 if e.data.get("bundle") == folder.name]
     if not recorded or recorded[-1] != sha256_file(folder / MANIFEST):
@@ -63,19 +64,18 @@ def check_recorded(home: Path, run_id: str, folder: Path) -> None:
                             "refused. Export it again.")
 
 
-def log_path(home: str | Path | None, run_id: str | None, model: BundleModel) -> Path:
+def log_path(ws: Workspace, run_id: str | None, model: BundleModel) -> Path:
     """Where the request log goes by default: always inside the workspace (the run's serve
     folder; for a bundle folder from elsewhere, ``serve/<manifest digest>/``)."""
-    home = resolve_home(home)
     if run_id:
-        return serve_dir(home, run_id) / LOG_FILE
-    return home / OUTSIDE_LOGS / model.manifest_sha256[:12] / LOG_FILE
+        return serve_dir(ws, run_id) / LOG_FILE
+    return ws.home / OUTSIDE_LOGS / model.manifest_sha256[:12] / LOG_FILE
 
 
-def make_settings(args: argparse.Namespace, home: str | Path | None, run_id: str | None,
+def make_settings(ws: Workspace, args: argparse.Namespace, run_id: str | None,
                   model: BundleModel) -> Settings:
     """The server's settings from its flags (``--log`` wins over the default log path)."""
-    path = Path(args.log) if args.log else log_path(home, run_id, model)
+    path = Path(args.log) if args.log else log_path(ws, run_id, model)
     try:
         return settings_from_args(args, path)
     except SettingsError as exc:
@@ -132,17 +132,17 @@ def serve(model: BundleModel, settings: Settings, host: str = "127.0.0.1", port:
             state.unlink(missing_ok=True)
 
 
-def read_state(home: str | Path | None, run_id: str) -> dict | None:
+def read_state(ws: Workspace, run_id: str) -> dict | None:
     """``server.json`` of the run's server, if one wrote it (it may be stale after a kill)."""
     try:
-        return json.loads((serve_dir(resolve_home(home), run_id) / STATE_FILE).read_text())
+        return json.loads((serve_dir(ws, run_id) / STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
 
 
-def write_token(home: str | Path | None, run_id: str, token: str) -> Path:
+def write_token(ws: Workspace, run_id: str, token: str) -> Path:
     """Keep a token in a file only the owner can read (never on a command line)."""
-    folder = serve_dir(resolve_home(home), run_id)
+    folder = serve_dir(ws, run_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -174,7 +174,7 @@ def training_sample(loaded_run: Any, n: int, seed: int = 0) -> torch.Tensor:
     from core.data import build_torch_split, load_dataset
     from core.errors import InvalidRunState
 
-    dataset = load_dataset(loaded_run.info.name, loaded_run.home)
+    dataset = load_dataset(loaded_run.ws, loaded_run.info.name)
     split = build_torch_split(dataset, "train", loaded_run.image_size)
     order = np.random.default_rng(seed).permutation(len(split))
     items = []

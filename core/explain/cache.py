@@ -18,12 +18,14 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.checkpoint import checkpoint_signature  # noqa: F401  (the pages read it from here)
-from core.workspace import resolve_home, run_dir
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +67,8 @@ class Explanation:
         return self.attributions.sum(0) if self.attributions.ndim == 3 else self.attributions
 
 
-def explain_dir(home: str | Path | None, run_id: str) -> Path:
-    return run_dir(resolve_home(home), run_id) / "explain"
+def explain_dir(ws: Workspace, run_id: str) -> Path:
+    return ws.run_dir(run_id) / "explain"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -93,14 +95,14 @@ def cache_key(run_id: str, signature: str, input_sha: str, method: str,
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def _paths(home: str | Path | None, run_id: str, method: str, key: str) -> tuple[Path, Path]:
-    stem = explain_dir(home, run_id) / f"{method}-{key}"
+def _paths(ws: Workspace, run_id: str, method: str, key: str) -> tuple[Path, Path]:
+    stem = explain_dir(ws, run_id) / f"{method}-{key}"
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
 
 
-def save_explanation(home: str | Path | None, result: Explanation) -> Path:
+def save_explanation(ws: Workspace, result: Explanation) -> Path:
     """Write the arrays, then the JSON (atomically each); returns the JSON's path."""
-    npz, meta_path = _paths(home, result.run_id, result.method, result.key)
+    npz, meta_path = _paths(ws, result.run_id, result.method, result.key)
     arrays = {name: np.asarray(value) for name in ARRAYS
               if (value := _array(result, name)) is not None}
     buf = io.BytesIO()
@@ -112,10 +114,10 @@ def save_explanation(home: str | Path | None, result: Explanation) -> Path:
     return meta_path
 
 
-def load_explanation(home: str | Path | None, run_id: str, method: str,
+def load_explanation(ws: Workspace, run_id: str, method: str,
                      key: str) -> Explanation | None:
     """The stored result, or None if there is none (or it is unreadable)."""
-    npz, meta_path = _paths(home, run_id, method, key)
+    npz, meta_path = _paths(ws, run_id, method, key)
     if not meta_path.is_file() or not npz.is_file():
         return None
     try:
@@ -131,20 +133,20 @@ def load_explanation(home: str | Path | None, run_id: str, method: str,
     return Explanation(**meta, **fields, deletion=deletion)
 
 
-def find_explanation(home: str | Path | None, run_id: str, input_sha: str, method: str,
+def find_explanation(ws: Workspace, run_id: str, input_sha: str, method: str,
                      params: dict[str, Any], target: int) -> Explanation | None:
     """The cached result for the current checkpoint, if any (``params``: effective ones)."""
-    signature = checkpoint_signature(home, run_id)
+    signature = checkpoint_signature(ws, run_id)
     if signature is None:
         return None
     key = cache_key(run_id, signature, input_sha, method, params, target)
-    return load_explanation(home, run_id, method, key)
+    return load_explanation(ws, run_id, method, key)
 
 
 # -- inputs and their predicted class -------------------------------------------------------
 
 
-def save_input_image(home: str | Path | None, run_id: str, data: bytes, channels: int,
+def save_input_image(ws: Workspace, run_id: str, data: bytes, channels: int,
                      name: str = "The upload") -> tuple[str, Path]:
     """Validate an uploaded image (``open_image``: allow-list, pixel cap) and keep it as
     ``explain/inputs/<sha256>.png`` in the dataset's channels. Returns (sha256, path)."""
@@ -156,10 +158,10 @@ def save_input_image(home: str | Path | None, run_id: str, data: bytes, channels
     image = to_channels(open_image(stream), channels)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    return _save_input(home, run_id, buf.getvalue(), ".png")
+    return _save_input(ws, run_id, buf.getvalue(), ".png")
 
 
-def save_input_row(home: str | Path | None, run_id: str, row: np.ndarray,
+def save_input_row(ws: Workspace, run_id: str, row: np.ndarray,
                    feature_names: list[str]) -> tuple[str, Path]:
     """Keep one feature row as ``explain/inputs/<row_sha>.csv`` (header + one exact row)."""
     row = np.asarray(row, dtype=np.float32).ravel()
@@ -170,33 +172,33 @@ def save_input_row(home: str | Path | None, run_id: str, row: np.ndarray,
         raise InvalidTable(f"Expected {len(feature_names)} features, got {len(values)}.")
     header = ",".join(_csv_cell(name) for name in feature_names)
     data = f"{header}\n{','.join(values)}\n".encode()
-    return _save_input(home, run_id, data, ".csv", sha=row_sha(row))
+    return _save_input(ws, run_id, data, ".csv", sha=row_sha(row))
 
 
 def _csv_cell(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
-def _save_input(home: str | Path | None, run_id: str, data: bytes, suffix: str,
+def _save_input(ws: Workspace, run_id: str, data: bytes, suffix: str,
                 sha: str | None = None) -> tuple[str, Path]:
     sha = sha or sha256_bytes(data)
-    path = explain_dir(home, run_id) / "inputs" / f"{sha}{suffix}"
+    path = explain_dir(ws, run_id) / "inputs" / f"{sha}{suffix}"
     if not path.is_file():
         _atomic_write(path, data)
     return sha, path
 
 
-def write_prediction(home: str | Path | None, run_id: str, signature: str, input_sha: str,
+def write_prediction(ws: Workspace, run_id: str, signature: str, input_sha: str,
                      probs: np.ndarray, classes: list[str]) -> None:
-    path = _prediction_path(home, run_id, signature, input_sha)
+    path = _prediction_path(ws, run_id, signature, input_sha)
     payload = {"probs": [float(p) for p in np.ravel(probs)], "classes": list(classes)}
     _atomic_write(path, json.dumps(payload).encode())
 
 
-def read_prediction(home: str | Path | None, run_id: str, input_sha: str) -> np.ndarray | None:
+def read_prediction(ws: Workspace, run_id: str, input_sha: str) -> np.ndarray | None:
     """The class probabilities recorded for an input with the current checkpoint, if any."""
-    signature = checkpoint_signature(home, run_id)
-    path = _prediction_path(home, run_id, signature or "", input_sha)
+    signature = checkpoint_signature(ws, run_id)
+    path = _prediction_path(ws, run_id, signature or "", input_sha)
     if signature is None or not path.is_file():
         return None
     try:
@@ -205,9 +207,9 @@ def read_prediction(home: str | Path | None, run_id: str, input_sha: str) -> np.
         return None
 
 
-def _prediction_path(home: str | Path | None, run_id: str, signature: str,
+def _prediction_path(ws: Workspace, run_id: str, signature: str,
                      input_sha: str) -> Path:
-    return explain_dir(home, run_id) / "predictions" / f"{signature}-{input_sha[:32]}.json"
+    return explain_dir(ws, run_id) / "predictions" / f"{signature}-{input_sha[:32]}.json"
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -68,12 +68,12 @@ def explain_input(loaded: LoadedRun, x: torch.Tensor, input_sha: str, shown: np.
     spec = get_explainer_spec(method, modality)
     params = effective_params(method, modality, params)
     probs = loaded.predict_proba(x[None])[0]
-    cache.write_prediction(loaded.home, loaded.run_id, loaded.checkpoint_signature, input_sha,
+    cache.write_prediction(loaded.ws, loaded.run_id, loaded.checkpoint_signature, input_sha,
                            probs, loaded.classes)
     target = check_target(loaded, target, probs)
     key = cache.cache_key(loaded.run_id, loaded.checkpoint_signature, input_sha, method, params,
                           target)
-    if use_cache and (hit := cache.load_explanation(loaded.home, loaded.run_id, method, key)):
+    if use_cache and (hit := cache.load_explanation(loaded.ws, loaded.run_id, method, key)):
         return hit
     progress = progress or no_progress
     started = time.monotonic()
@@ -96,7 +96,7 @@ def explain_input(loaded: LoadedRun, x: torch.Tensor, input_sha: str, shown: np.
                                            "random_auc": deletion.random_auc},
         extras=extras, seconds=round(time.monotonic() - started, 3), created_at=time.time(),
         key=key)
-    cache.save_explanation(loaded.home, result)
+    cache.save_explanation(loaded.ws, result)
     return result
 
 
@@ -115,10 +115,10 @@ def explain_summary(loaded: LoadedRun, target: int, rows: int = SUMMARY_ROWS,
     input_sha = f"{cache.SUMMARY_INPUT}:{rows}"
     key = cache.cache_key(loaded.run_id, loaded.checkpoint_signature, input_sha,
                           SUMMARY_METHOD, params, target)
-    if use_cache and (hit := cache.load_explanation(loaded.home, loaded.run_id, SUMMARY_METHOD,
+    if use_cache and (hit := cache.load_explanation(loaded.ws, loaded.run_id, SUMMARY_METHOD,
                                                     key)):
         return hit
-    data = load_dataset(loaded.info.name, loaded.home).array("test")
+    data = load_dataset(loaded.ws, loaded.info.name).array("test")
     pick = np.sort(np.random.default_rng(0).permutation(len(data))[:rows])
     x = loaded.preprocess.rows(data[pick])
     started = time.monotonic()
@@ -134,7 +134,7 @@ def explain_summary(loaded: LoadedRun, target: int, rows: int = SUMMARY_ROWS,
         feature_names=list(loaded.info.feature_names),
         extras={"base_value": explainer.extras.get("base_value"), "rows": pick.tolist()},
         seconds=round(time.monotonic() - started, 3), created_at=time.time(), key=key)
-    cache.save_explanation(loaded.home, result)
+    cache.save_explanation(loaded.ws, result)
     return result
 
 

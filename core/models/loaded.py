@@ -26,14 +26,13 @@ from core.checkpoint import (
 from core.config import RunConfig
 from core.data import DatasetInfo, check_fingerprint, get_info
 from core.errors import InvalidRunState
-from core.runs.store import Store
-from core.workspace import resolve_home
+from core.workspace import Workspace
 
 
 @dataclass
 class LoadedRun:
     run_id: str
-    home: Path
+    ws: Workspace  # the paths it was loaded from (a cached LoadedRun may outlive the store)
     config: RunConfig
     info: DatasetInfo
     image_size: int | None
@@ -69,26 +68,25 @@ class LoadedRun:
         return self.predict_proba(torch.stack([self.preprocess(r) for r in raws]))
 
 
-def checkpoint_path(home: Path, run_id: str) -> Path:
-    path = run_checkpoint(home, run_id)
+def checkpoint_path(ws: Workspace, run_id: str) -> Path:
+    path = run_checkpoint(ws, run_id)
     if path is not None:
         return path
     raise InvalidRunState(f"Run {run_id} has no checkpoint yet: train it for at least one "
                           "epoch first.")
 
 
-def load_run(run_id: str, home: str | Path | None = None, device: str = "cpu") -> LoadedRun:
+def load_run(ws: Workspace, run_id: str, device: str = "cpu") -> LoadedRun:
     """Rebuild a run's model from its config and load its best weights (weights_only)."""
     from core.models import create_model
 
-    home = resolve_home(home)
-    run = Store(home).get_run(run_id)
+    run = ws.store.get_run(run_id)
     config = RunConfig.from_dict(run.config)
-    info = get_info(config.data.dataset, home)
+    info = get_info(ws, config.data.dataset)
     # Refuse a dataset re-imported with other data since training (old runs recorded nothing).
-    check_fingerprint(run.summary.get("dataset_fingerprint"), config.data.dataset, home, run_id)
+    check_fingerprint(ws, run.summary.get("dataset_fingerprint"), config.data.dataset, run_id)
     image_size = config.data.image_size or info.image_size or None
-    path = checkpoint_path(home, run_id)
+    path = checkpoint_path(ws, run_id)
     # Verified against its checksum; damaged or not fitting, it is one CheckpointDamaged line.
     state = load_checkpoint(path, expect_checksum=True)
     # The architecture only: the weights come from the checkpoint, never a download.
@@ -97,4 +95,4 @@ def load_run(run_id: str, home: str | Path | None = None, device: str = "cpu") -
     load_model_state(model, model_state(state), path)
     target = torch.device(device)
     model.to(target).eval()
-    return LoadedRun(run_id, home, config, info, image_size, model, path, target)
+    return LoadedRun(run_id, ws, config, info, image_size, model, path, target)

@@ -12,23 +12,27 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.runs.jobs import dispatch
+from core.runs.jobs import dispatch, settle_run
 from core.runs.records import TERMINAL
 from core.runs.store import Store
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 
 class JobBody:
     """Bookkeeping of one job process: ``start()``, ``progress(...)``, ``finish(...)``.
 
-    Under torchrun every rank receives ``--job``; only rank 0 records anything.
+    Under torchrun every rank receives ``--job``; only rank 0 records anything. It writes
+    through the workspace's store, which the workspace's owner (the CLI) closes.
     """
 
-    def __init__(self, home: str | os.PathLike, job_id: str):
+    def __init__(self, ws: Workspace, job_id: str):
         self.job_id = job_id
         self.active = os.environ.get("RANK", "0") == "0"
-        self.store = Store(home) if self.active else None
+        self.store = ws.store if self.active else None
 
     def start(self) -> bool:
         """False when the job is no longer running (cancelled before this process got here)."""
@@ -55,10 +59,10 @@ class JobBody:
             status, error = "cancelled", error if status == "interrupted" else "Cancelled."
         if status == "failed" and not error:
             error = f"exited with status {code}"
-        self.store.set_job_status(self.job_id, status, expect=("running",), error=error,
-                                  result=result)
+        if self.store.set_job_status(self.job_id, status, expect=("running",), error=error,
+                                     result=result) and status != "completed":
+            settle_run(self.store, job, status, error or status)
         dispatch(self.store)  # the slot this job held is free: start the next one
-        self.store.close()
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -68,7 +72,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 class JobProgress:
     """``progress(done, total, message="")``: a tqdm bar on stderr and, for a job, its row.
 
-    Store writes are throttled (``every_s``) so progress never slows the work it reports.
+    Store writes are throttled (``every_s``) so progress never slows the work it reports. The
+    store is borrowed: whoever opened it closes it.
     """
 
     def __init__(self, desc: str, store: Store | None = None, job_id: str | None = None,
@@ -90,8 +95,6 @@ class JobProgress:
 
     def close(self) -> None:
         self.bar.close()
-        if self.store is not None:
-            self.store.close()
 
     def __enter__(self) -> JobProgress:
         return self

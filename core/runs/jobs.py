@@ -90,7 +90,7 @@ def dispatch(store: Store) -> list[str]:
             _spawn(store, job)
         except OSError as exc:  # cannot even start (no disk for the log, fork failed)
             store.set_job_status(job.id, "failed", error=f"could not start: {exc}")
-            _settle_run(store, job, "failed", f"could not start: {exc}")
+            settle_run(store, job, "failed", f"could not start: {exc}")
             continue
         started.append(job.id)
     return started
@@ -131,7 +131,7 @@ def reconcile(store: Store) -> list[str]:
         message = "The job's process ended without finishing (killed or crashed)."
         if store.set_job_status(job.id, "interrupted", error=message):
             changed.append(job.id)
-            _settle_run(store, job, "interrupted", message + " Resume it to continue.")
+            settle_run(store, job, "interrupted", message + " Resume it to continue.")
     changed += _reconcile_orphan_runs(store, now)
     dispatch(store)
     return changed
@@ -157,8 +157,9 @@ def _reconcile_orphan_runs(store: Store, now: float) -> list[str]:
     return changed
 
 
-def _settle_run(store: Store, job: Job, status: str, message: str) -> None:
-    """A training job's outcome is also its run's, unless the run already ended itself."""
+def settle_run(store: Store, job: Job, status: str, message: str) -> None:
+    """A training job's outcome is also its run's, unless the run already ended itself (a job
+    cancelled before its trainer started, or killed, leaves the run active otherwise)."""
     if job.kind not in HEAVY_KINDS:
         return
     if store.set_status(job.run_id, status, expect=ACTIVE, error=message):
@@ -182,7 +183,7 @@ def cancel_job(store: Store, job_id: str, grace: float = CANCEL_GRACE_S) -> Job:
                               "be cancelled.")
     if store.set_job_status(job_id, "cancelled", expect=("queued",),
                             error="Cancelled before it started."):
-        _settle_run(store, job, "cancelled", "Cancelled before it started.")
+        settle_run(store, job, "cancelled", "Cancelled before it started.")
         return store.get_job(job_id)
     store.request_cancel(job_id)
     job = store.get_job(job_id)
@@ -198,10 +199,10 @@ def cancel_job(store: Store, job_id: str, grace: float = CANCEL_GRACE_S) -> Job:
         message = (f"Killed: it did not stop within {grace:.0f} s of the cancel request; "
                    "work since its last checkpoint is lost.")
         store.set_job_status(job_id, "interrupted", error=message)
-        _settle_run(store, job, "interrupted", message)
+        settle_run(store, job, "interrupted", message)
     elif store.set_job_status(job_id, "cancelled", error="Cancelled."):
         # The process was already gone (or never recorded its pid) without a terminal status.
-        _settle_run(store, job, "cancelled", "Cancelled.")
+        settle_run(store, job, "cancelled", "Cancelled.")
     dispatch(store)
     return store.get_job(job_id)
 

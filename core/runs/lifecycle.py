@@ -14,7 +14,7 @@ from core.errors import InvalidRunState
 from core.runs.jobs import active_job, cancel_job, python_core, reconcile, submit
 from core.runs.records import ACTIVE, HEAVY_KINDS, RESUMABLE, RUN_KINDS, Job, Run
 from core.runs.store import Store
-from core.workspace import run_dir
+from core.workspace import Workspace, run_dir
 
 
 def create_run(store: Store, config: RunConfig, name: str = "", kind: str = "trained",
@@ -25,7 +25,7 @@ def create_run(store: Store, config: RunConfig, name: str = "", kind: str = "tra
     config.validate()
     if kind not in RUN_KINDS:
         raise ValueError(f"unknown run kind {kind!r}")
-    data.get_info(config.data.dataset, store.home)
+    data.get_info(Workspace.of(store), config.data.dataset)
     if parent_run is not None:
         store.get_run(parent_run)
     run = store.create_run(config.to_dict(), name=name, kind=kind, parent_run=parent_run)
@@ -34,7 +34,7 @@ def create_run(store: Store, config: RunConfig, name: str = "", kind: str = "tra
     config.save(folder / "config.json")
     # What the run learns from: evaluate, explain and resume refuse a dataset that changed since.
     store.update_run(run.id, summary={
-        "dataset_fingerprint": data.fingerprint(config.data.dataset, store.home)})
+        "dataset_fingerprint": data.fingerprint(Workspace.of(store), config.data.dataset)})
     return store.get_run(run.id)
 
 
@@ -71,8 +71,8 @@ def resume(store: Store, run_id: str) -> Run:
     reconcile(store)
     run = store.get_run(run_id)
     if run.status in RESUMABLE:  # training on changed data would mix two datasets in one run
-        check_fingerprint(run.summary.get("dataset_fingerprint"), run.dataset, store.home,
-                          run_id=run_id)
+        check_fingerprint(Workspace.of(store), run.summary.get("dataset_fingerprint"),
+                          run.dataset, run_id=run_id)
     if not store.set_status(run_id, "queued", expect=RESUMABLE):
         status = store.get_run(run_id).status
         raise InvalidRunState(f"Run {run_id} is {status}; only interrupted or cancelled runs "

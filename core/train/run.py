@@ -19,7 +19,7 @@ from core.errors import UserError, WorkspaceUnavailable, workspace_error
 from core.runs.store import Store
 from core.train import distributed as dist
 from core.train.callbacks import Callback, EarlyStopping, StoreLogger
-from core.workspace import resolve_home, run_dir
+from core.workspace import Workspace, run_dir
 
 if TYPE_CHECKING:
     from core.train.trainer import Trainer
@@ -27,32 +27,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def execute_run(run_id: str, home: str | Path | None = None, resume: bool = False,
+def execute_run(ws: Workspace, run_id: str, resume: bool = False,
                 callbacks: list[Callback] | tuple[Callback, ...] = (),
                 record_pid: bool = True) -> dict[str, Any]:
     """Train ``run_id`` to a terminal status and return its summary (main rank's view).
 
     How it ends: ``completed`` or ``cancelled`` from the loop; ``interrupted`` (resumable) when
     the workspace disk is full or read-only, or when a resume cannot start (e.g. a damaged
-    checkpoint); ``failed`` for anything else, with its one-line message.
+    checkpoint); ``failed`` for anything else, with its one-line message. It writes through
+    ``ws.store``; whoever opened ``ws`` closes it.
     """
-    home = resolve_home(home)
-    store = Store(home)
+    store = ws.store
     run = store.get_run(run_id)
     config = RunConfig.from_dict(run.config)
     info = dist.detect()
-    folder = run_dir(home, run_id)
+    folder = ws.run_dir(run_id)
     handler = _attach_log(folder / "log.txt") if info.is_main else None
     if info.is_main and not _start(store, run_id, resume, record_pid and not info.enabled):
         status = store.get_run(run_id).status
         log.warning("Run %s is %s; not starting it", run_id, status)
         _detach_log(handler)
-        store.close()
         return {"status": status, "error": f"run was {status} before it started"}
     trainer = None
     previous: dict[int, Any] = {}
     try:
-        trainer = _build_trainer(config, folder, home, store, run_id, info.is_main, callbacks)
+        trainer = _build_trainer(ws, config, folder, run_id, info.is_main, callbacks)
         previous = _on_signals(trainer.request_stop)
         summary = trainer.fit(resume=resume)
     except Exception as exc:  # noqa: BLE001 - a job records every failure before it exits
@@ -68,7 +67,6 @@ def execute_run(run_id: str, home: str | Path | None = None, resume: bool = Fals
         _restore_signals(previous)
         dist.shutdown()
         _detach_log(handler)
-        store.close()
     return summary
 
 
@@ -89,15 +87,15 @@ def _start(store: Store, run_id: str, resume: bool, record_pid: bool) -> bool:
     return True
 
 
-def _build_trainer(config: RunConfig, folder: Path, home: Path, store: Store, run_id: str,
+def _build_trainer(ws: Workspace, config: RunConfig, folder: Path, run_id: str,
                    is_main: bool, callbacks: list[Callback] | tuple[Callback, ...]) -> Trainer:
     from core.train.trainer import Trainer  # torch is imported only when a run executes
 
     t = config.train
     cbs: list[Callback] = [EarlyStopping(t.monitor, t.mode, t.patience)]
     if is_main:
-        cbs.append(StoreLogger(store, run_id))
-    return Trainer(config, folder, home, callbacks=[*cbs, *callbacks])
+        cbs.append(StoreLogger(ws.store, run_id))
+    return Trainer(ws, config, folder, callbacks=[*cbs, *callbacks])
 
 
 def _record_failure(store: Store, run_id: str, exc: Exception, is_main: bool,

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -36,16 +36,19 @@ from core.train.callbacks import Callback, is_better
 from core.train.sampler import EpochSampler
 from core.train.setup import build_optimizer, build_scheduler, resolve_device, resolve_precision
 
+if TYPE_CHECKING:
+    from core.workspace import Workspace
+
 log = logging.getLogger(__name__)
 STEP_LOSS_EVERY = 10  # optimizer steps between logged step losses (each costs a device sync)
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, run_dir: Path, home: Path | None = None,
+    def __init__(self, ws: Workspace, config: RunConfig, run_dir: Path,
                  callbacks: list[Callback] | tuple[Callback, ...] = ()):
+        self.ws = ws  # where the dataset is found
         self.config = config
         self.run_dir = Path(run_dir)
-        self.home = home
         self.callbacks = list(callbacks)
         self.dist = dist.detect()
         self.device = resolve_device(config.train.device, self.dist.local_rank)
@@ -65,7 +68,7 @@ class Trainer:
         cfg = self.config
         dist.init(self.dist, self.device)
         torch.manual_seed(cfg.train.seed)
-        self.dataset = load_dataset(cfg.data.dataset, self.home)
+        self.dataset = load_dataset(self.ws, cfg.data.dataset)
         info = self.dataset.info
         self.image_size = cfg.data.image_size or info.image_size or None
         self.train_loader = self._loader("train", train=True)
