@@ -35,7 +35,8 @@ def tmpfs(folder: Path, options: str = "size=4m", lazy: bool = False) -> Iterato
         yield folder
     finally:
         # A failed unmount means something still holds a file open there: a leak to report.
-        subprocess.run(["umount", *(["-l"] if lazy else []), str(folder)], check=True)
+        # -R: also what a test bind-mounted inside it.
+        subprocess.run(["umount", "-R", *(["-l"] if lazy else []), str(folder)], check=True)
 
 
 def remount(folder: Path, mode: str) -> None:

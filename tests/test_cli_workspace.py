@@ -13,11 +13,11 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from mounts import fill, remount, tmpfs
 
 from core.errors import WorkspaceUnavailable, workspace_error
 
@@ -94,19 +94,6 @@ def assert_one_line(proc: subprocess.CompletedProcess, start: str) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"error: {start}"), proc.stderr
 
 
-@contextmanager
-def tmpfs(folder: Path, options: str) -> Iterator[Path]:
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 def as_root() -> bool:
     return os.geteuid() == 0
 
@@ -138,13 +125,9 @@ def test_commands_on_a_read_only_workspace_are_one_line(read_only_home: Path):
 def test_a_workspace_that_turned_read_only_or_full(tmp_path: Path):
     with tmpfs(tmp_path / "ws", "size=512k") as home:
         assert cli(home, "runs").returncode == 0  # the store exists
-        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        remount(home, "ro")
         assert_one_line(cli(home, "train", "--dataset", "iris", "--epochs", "1"), READ_ONLY)
         assert "Traceback" not in cli(home, "runs").stderr  # reading may still work
-        subprocess.run(["mount", "-o", "remount,rw", str(home)], check=True)
-        with open(home / "filler", "wb", buffering=0) as f:  # fill it to the last byte
-            with pytest.raises(OSError) as full:
-                while True:
-                    f.write(b"\0" * 4096)
-            assert full.value.errno == errno.ENOSPC
+        remount(home, "rw")
+        fill(home)
         assert_one_line(cli(home, "train", "--dataset", "iris", "--epochs", "1"), FULL)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_json, wait_for
+from mounts import tmpfs
 
 from core.checkpoint import load_checkpoint
 from core.config import RunConfig
@@ -89,16 +90,8 @@ def test_sigkill_during_a_checkpoint_write_loses_no_epoch(home, tmp_path, monkey
 @pytest.fixture
 def small_disk(home: Path):
     """A 16 MiB tmpfs mounted on ``<home>/runs`` (the store stays on the real disk)."""
-    runs = home / "runs"
-    runs.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(runs)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with tmpfs(home / "runs", "size=16m") as runs:
         yield runs
-    finally:
-        subprocess.run(["umount", "-R", str(runs)], capture_output=True, check=True)
 
 
 class _DiskTrouble(Callback):

@@ -31,3 +31,21 @@ def test_a_read_only_workspace_reads_and_refuses_in_one_line(tmp_path: Path,
             assert len(errors) == 1 and "read-only" in errors[0] and "\n" not in errors[0]
         finally:
             remount(home, "rw")
+
+
+def test_an_export_on_a_full_disk_is_one_line_and_publishes_nothing(workspace, tmp_path: Path):
+    """The scenario of issue 16: a full disk used to leave a half bundle that `bundles` listed."""
+    from conftest import run_cli, run_json, train_run
+
+    run_id = train_run(workspace)
+    export = workspace.home / "runs" / run_id / "export"
+    with tmpfs(export, "size=64k"):  # room for the staging folder, not for the model files
+        done = run_cli("export", run_id, "--latency-budget", "0.2", home=workspace.home,
+                       check=False)
+        assert done.returncode == 2, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "disk is full" in lines[0], done.stderr
+        assert "Traceback" not in done.stderr
+        assert run_json("bundles", run_id, home=workspace.home)["bundles"] == []
+        assert not [p for p in export.iterdir() if p.name != "latency.json"], list(
+            export.iterdir())
