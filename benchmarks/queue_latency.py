@@ -6,7 +6,8 @@ Prints one JSON object. Everything is measured in one run, side by side with its
   job and follows it) as the user waits for it, against the run's own training time and against
   the floor of any training process, a bare ``python -c "import core.train.trainer"``.
 * ``handoff``: three trainings queued with a cap of 1; the gap between one job's end and the next
-  one's start, against the floor of starting a bare ``python -c pass``.
+  run's training start (its process started and imported, its status ``running``), against the
+  same import floor.
 
 Usage: ``python benchmarks/queue_latency.py [--epochs 10] [--jobs 3]``.
 """
@@ -51,7 +52,7 @@ def train_command(home: Path, epochs: int) -> dict:
 
 
 def handoff(home: Path, jobs: int) -> dict:
-    floor = statistics.median(timed(["-c", "pass"], home) for _ in range(5))
+    floor = min(timed(["-c", "import core.train.trainer"], home) for _ in range(3))
     with Store(home) as store:
         runs.set_max_jobs(store, 1)
         ids = [runs.launch(store, RunConfig.from_dict(
@@ -63,11 +64,12 @@ def handoff(home: Path, jobs: int) -> dict:
                 break
             time.sleep(0.2)
         found = [store.latest_job(r, "train") for r in ids]
-    gaps = [b.started_at - a.ended_at for a, b in zip(found, found[1:], strict=False)]
+        started = [store.get_run(r).started_at for r in ids]
+    gaps = [run_start - job.ended_at for job, run_start in zip(found, started[1:], strict=False)]
     overlap = any(b.started_at < a.ended_at for a, b in zip(found, found[1:], strict=False))
     return {"jobs": jobs, "statuses": [j.status for j in found],
             "gap_median_s": round(statistics.median(gaps), 3), "gap_max_s": round(max(gaps), 3),
-            "spawn_floor_s": round(floor, 3), "overlapped": overlap,
+            "import_floor_s": round(floor, 3), "overlapped": overlap,
             "gap_over_floor": round(statistics.median(gaps) / floor, 2)}
 
 
