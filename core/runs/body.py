@@ -55,8 +55,8 @@ class JobBody:
         job = self.store.get_job(self.job_id)
         if status not in TERMINAL:
             status = "completed" if code == 0 else "failed"
-        if job.cancel_requested and status != "completed":
-            status, error = "cancelled", error if status == "interrupted" else "Cancelled."
+        if job.cancel_requested and status == "failed":  # stopped by the cancel's SIGTERM
+            status, error = "cancelled", "Cancelled."
         if status == "failed" and not error:
             error = f"exited with status {code}"
         if self.store.set_job_status(self.job_id, status, expect=("running",), error=error,
