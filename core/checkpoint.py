@@ -389,11 +389,16 @@ def model_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_checkpoint(ws: Workspace, run_id: str) -> Path | None:
-    """The checkpoint a trained run is used with: ``best.pt``, else ``last.pt``, else None."""
-    folder = ws.run_dir(run_id) / "checkpoints"
-    for name in ("best.pt", "last.pt"):
-        if (folder / name).is_file():
-            return folder / name
+    """The checkpoint a trained run is used with: ``best.pt``, else ``last.pt``, else None.
+
+    An ensemble's is its fitted combiner, ``ensemble.json`` (never loaded with torch: its
+    members' weights are their own checkpoints), so its stored results are keyed on it too.
+    """
+    folder = ws.run_dir(run_id)
+    for path in (folder / "checkpoints" / "best.pt", folder / "checkpoints" / "last.pt",
+                 folder / "ensemble.json"):
+        if path.is_file():
+            return path
     return None
 
 

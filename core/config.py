@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 AUGMENTATIONS = ("flip", "rotate", "crop", "color")
 MODES = ("min", "max")  # of the monitored metric
+MAX_FOLDS = 50  # cross-validation folds (more is leave-almost-one-out: a loop, not a queue)
 
 
 def _opt(default: Any, doc: str, **meta: Any) -> Any:
@@ -40,6 +41,10 @@ class DataConfig:
                               choices=AUGMENTATIONS)
     num_workers: int = _opt(0, "DataLoader workers; 0 is fastest for the small built-ins")
     pin_memory: bool = _opt(False, "pin host memory (only useful when training on CUDA)")
+    cv: int | None = _opt(None, "k-fold cross-validation: K runs (one per stratified fold of "
+                                "train+val, the test split held out) under one parent")
+    fold: int | None = _opt(None, "with --cv K: train only this fold (0..K-1), validating on it; "
+                                  "each fold run's config carries it")
 
 
 @dataclass
@@ -123,8 +128,20 @@ class RunConfig:
             raise InvalidConfig(f"patience must be >= 1 (or unset), got {t.patience}")
         if self.data.image_size is not None and not 4 <= self.data.image_size <= 1024:
             raise InvalidConfig(f"image_size must be in [4, 1024], got {self.data.image_size}")
+        _check_folds(self.data)
         if self.model.pretrained and self.model.weights:
             raise InvalidConfig("Use either --pretrained or --weights FILE, not both.")
+
+
+def _check_folds(data: DataConfig) -> None:
+    if data.cv is not None and not 2 <= data.cv <= MAX_FOLDS:
+        raise InvalidConfig(f"cv must be from 2 to {MAX_FOLDS} folds, got {data.cv}")
+    if data.fold is not None:
+        if data.cv is None:
+            raise InvalidConfig("fold needs cv: give --cv K with --fold I")
+        if not 0 <= data.fold < data.cv:
+            raise InvalidConfig(f"fold must be from 0 to {data.cv - 1} (cv {data.cv}), "
+                                f"got {data.fold}")
 
 
 def _build(kind: type, values: dict[str, Any]) -> Any:

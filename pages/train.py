@@ -51,6 +51,7 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
             st.rerun()
         c[2].button("Clone", key="train_clone", icon=":material/content_copy:", width="stretch",
                     on_click=prefill_from, args=(run.config, run.name or run.id, infos),
+                    disabled=run.kind == "ensemble",  # made by `ensemble`, not by this form
                     help="Prefill the form above with this run's config.")
         if c[3].button("Delete", key="train_delete", icon=":material/delete:",
                        disabled=run.is_active, width="stretch"):

@@ -28,6 +28,8 @@ VALUES: dict[tuple[str, str], tuple[str, object]] = {
     ("data", "augment"): ("flip, crop", ["flip", "crop"]),
     ("data", "num_workers"): ("2", 2),
     ("data", "pin_memory"): ("", True),
+    ("data", "cv"): ("5", 5),
+    ("data", "fold"): ("2", 2),
     ("model", "name"): ("mlp", "mlp"),
     ("model", "pretrained"): ("", True),
     ("model", "weights"): ("w.pt", "w.pt"),
@@ -51,6 +53,9 @@ VALUES: dict[tuple[str, str], tuple[str, object]] = {
     ("train", "nproc"): ("2", 2),
     ("train", "max_grad_norm"): ("1.5", 1.5),
 }
+# Flags that are only valid with another one: that one is given too (and may move).
+NEEDS: dict[tuple[str, str], tuple[tuple[str, str], str]] = {
+    ("data", "fold"): (("data", "cv"), "5")}
 FIELDS = [(section, f.name) for section, cls in SECTIONS.items()
           for f in dataclasses.fields(cls)]
 
@@ -76,12 +81,16 @@ def test_every_config_field_has_a_flag():
 def test_each_flag_reaches_the_config(section: str, name: str, home: Path):
     typed, expected = VALUES[(section, name)]
     argv = ["train", flag(section, name)] + ([typed] if typed else [])
+    needed = NEEDS.get((section, name))
+    if needed:
+        argv += [flag(*needed[0]), needed[1]]
     args = build_parser().parse_args(argv)
     with Workspace.open(home) as args.ws:
         config = config_from_args(args).to_dict()
     assert config[section][name] == expected
     default = RunConfig().to_dict()
-    others = {(s, n): config[s][n] for s, n in FIELDS if (s, n) != (section, name)}
+    moved = {(section, name), *([needed[0]] if needed else [])}
+    others = {(s, n): config[s][n] for s, n in FIELDS if (s, n) not in moved}
     # Only that field moved (the model follows the dataset's modality when not given).
     assert {k: v for k, v in others.items() if k != ("model", "name")} == {
         k: default[k[0]][k[1]] for k in others if k != ("model", "name")}

@@ -34,6 +34,7 @@ SAMPLES: dict[str, list[str]] = {
     "queue": [],
     "evaluate": ["RUN"],
     "predict": ["RUN", "CSV"],
+    "ensemble": ["RUN", "RUN"],
     "explain": ["RUN", "CSV", "--method", "nope"],
     "export": ["RUN"],
     "bench": ["RUN"],
@@ -145,6 +146,14 @@ def found_the_run(code: int, out: str, err: str) -> None:
     assert "No run" not in err, err
 
 
+def refused_without_checkpoint(run_id: str) -> Callable[[int, str, str], None]:
+    """The command found the run (only the --home workspace has it) and refused it, one line,
+    for having no checkpoint yet."""
+    def verify(code: int, out: str, err: str) -> None:
+        assert code == 2 and f"Run {run_id} has no checkpoint" in err, err
+    return verify
+
+
 EXPECT: dict[str, Callable[..., Callable[[int, str, str], None]]] = {
     "datasets list": lambda run_id, home: ok(
         lambda o: "tiny" in {d["name"] for d in o["datasets"]}),
@@ -161,6 +170,7 @@ EXPECT: dict[str, Callable[..., Callable[[int, str, str], None]]] = {
     "jobs": lambda run_id, home: ok(lambda o: isinstance(o["jobs"], list)),
     "queue": lambda run_id, home: ok(lambda o: o["max_jobs"] >= 1 and o["running"] == []),
     "bundles": lambda run_id, home: ok(lambda o: o["bundles"] == []),
+    "ensemble": lambda run_id, home: refused_without_checkpoint(run_id),
 }
 
 

@@ -156,20 +156,26 @@ def evaluate(ws: Workspace, run_id: str, split: str = "test",
     check_split(split)
     if batch_size < 1:
         raise InvalidConfig(f"batch size must be >= 1, got {batch_size}")
-    ws.store.get_run(run_id)  # an unknown run is a clear error before torch loads
+    run = ws.store.get_run(run_id)  # an unknown run is a clear error before torch loads
     if not force:
         found = stored(ws, run_id, split)
         if found is not None:
             logger.info("Reusing %s (checkpoint unchanged)", found.path)
             return found
-    from core.data import load_dataset
+    if run.kind == "ensemble":  # combines its members' stored predictions of the split
+        from core.analyze.ensemble import evaluate_ensemble
+
+        return evaluate_ensemble(ws, run_id, split, batch_size=batch_size, progress=progress,
+                                 device=device)
+    from core.data.folds import load_for_config
     from core.models.loaded import load_run
 
     # Taken before the weights are read: if a training run rewrites the checkpoint meanwhile,
     # the file is marked stale (and redone), never fresh with older weights.
     signature = checkpoint_signature(ws, run_id)
     loaded = load_run(ws, run_id, device=_device(device))
-    dataset = load_dataset(ws, loaded.config.data.dataset)
+    # A CV fold run's val split is its fold: evaluate on what it validated on.
+    dataset = load_for_config(ws, loaded.config.data)
     preds = predict_split(loaded, dataset, split, batch_size, progress)
     preds.signature = signature or preds.signature
     path = write_predictions(preds, eval_path(ws, run_id, split))

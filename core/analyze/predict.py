@@ -87,22 +87,22 @@ def predict_files(loaded: LoadedRun, files: Iterable[tuple[str, Source] | Source
 def predict_images(loaded: LoadedRun, items: Sequence[tuple[str, Source]],
                    progress: ProgressFn | None = None,
                    batch_size: int = BATCH_SIZE) -> list[Prediction]:
-    """Decode, preprocess and predict images in batches (memory bounded by ``batch_size``)."""
-    import torch
-
-    from core.data import open_image
+    """Decode and predict images in batches (memory bounded by ``batch_size``). Each file is
+    decoded and converted to the dataset's mode on its own (its errors are its own); the run
+    resizes and normalises the batch (``predict_raw``: an ensemble's members each their way)."""
+    from core.data.images import open_image, to_channels
 
     results = [Prediction(name) for name, _ in items]
     for start in range(0, len(items), batch_size):
-        tensors, slots = [], []
+        images, slots = [], []
         for j in range(start, min(start + batch_size, len(items))):
             try:
-                tensors.append(loaded.preprocess(open_image(_stream(*items[j]))))
+                images.append(to_channels(open_image(_stream(*items[j])), loaded.info.channels))
                 slots.append(j)
             except UserError as exc:
                 results[j].error = str(exc)
-        if tensors:
-            probs = loaded.predict_proba(torch.stack(tensors))
+        if images:
+            probs = loaded.predict_raw(images)
             for j, p in zip(slots, probs, strict=True):
                 results[j].probs = p
         if progress:

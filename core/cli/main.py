@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "core.cli.runs",
     "core.cli.evaluate",
     "core.cli.predict",
+    "core.cli.ensemble",
     "core.cli.deploy",
 )
 

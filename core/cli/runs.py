@@ -10,10 +10,11 @@ from typing import Any
 
 from core import runs
 from core.cli.base import Result, add_command, command
+from core.errors import InvalidName
 from core.runs import reconcile
 from core.runs.records import TERMINAL, Job, Run
 from core.runs.store import Store
-from core.workspace import check_name, is_valid_name
+from core.workspace import is_valid_name
 
 
 def add_parsers(sub) -> None:
@@ -52,6 +53,9 @@ def status(args: argparse.Namespace) -> Result:
     store = args.ws.store
     reconcile(store)
     run = store.get_run(args.run)
+    if run.kind == "cv":  # a cross-validation parent: its folds and their mean +- std
+        from core.cli.crossval import cv_result
+        return cv_result(args.ws, run.id)
     payload = run_payload(run)
     payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
     jobs = store.list_jobs(run_id=run.id)
@@ -69,7 +73,11 @@ def cancel(args: argparse.Namespace) -> Result:
     if is_valid_name("job", args.id):
         job = runs.cancel_job(store, args.id)
         return Result(job_payload(job), f"{job.id}: {job.status}")
-    run = runs.cancel(store, check_name("run", args.id))
+    if not is_valid_name("run", args.id):
+        raise InvalidName(f"{args.id!r} is neither a run id (20260101-120000-a1b2c3) nor a job "
+                          "id (j20260101-120000-a1b2c3); `python -m core runs` and `jobs` list "
+                          "them.")
+    run = runs.cancel(store, args.id)
     return Result(run_payload(run), f"{run.id}: {run.status}")
 
 
@@ -84,6 +92,11 @@ def delete(args: argparse.Namespace) -> Result:
 def resume(args: argparse.Namespace) -> Result:
     store = args.ws.store
     run = runs.resume(store, args.run)
+    if run.kind == "cv":  # resumed its interrupted or cancelled folds
+        from core.cli.crossval import cv_result, follow_cv
+        if not args.detach:
+            follow_cv(args.ws, run.id)
+        return cv_result(args.ws, run.id)
     if args.detach:
         return Result(run_payload(run), f"Resumed {run.id} in the background")
     return report(follow(store, run.id))

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from core.cli.base import Result, add_command, command
 from core.cli.flags import add_config_flags, config_from_args
 from core.cli.runs import follow, report, run_payload
+from core.errors import InvalidConfig
 
 
 def add_parsers(sub) -> None:
@@ -39,6 +40,13 @@ def train(args: argparse.Namespace) -> Result:
 
     config = config_from_args(args)
     store = args.ws.store
+    if config.data.cv is not None and config.data.fold is None:  # K fold runs under a parent
+        if args.create_only:
+            raise InvalidConfig("--create-only records one run; --cv K makes K of them: drop "
+                                "one, or add --fold I to record that fold alone.")
+        from core.cli.crossval import train_cv
+
+        return train_cv(args.ws, config, args.name, args.detach)
     if args.create_only:
         run = runs.create_run(store, config, name=args.name)
         return Result(run_payload(run), run.id)

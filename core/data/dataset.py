@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,22 @@ class Dataset:
     def labels(self, split: str) -> np.ndarray:
         """Class indices (int64) of the split's samples, in order."""
         return self._labels[self._index(split)]
+
+    def indices(self, split: str) -> np.ndarray:
+        """The split's samples as indices into the whole dataset (int64, in split order)."""
+        return self._index(split).copy()
+
+    def with_splits(self, splits: dict[str, np.ndarray]) -> Dataset:
+        """The same samples split another way (a cross-validation fold): a shallow copy whose
+        split sizes and class counts follow ``splits``. The preprocessing statistics in
+        ``info`` (tabular mean/std) stay the dataset's, so a fold run is evaluated, explained
+        and served with the preprocessing it was trained with."""
+        view = copy.copy(self)
+        view._splits = {s: np.asarray(splits.get(s, ()), dtype=np.int64) for s in SPLITS}
+        view.info = dataclasses.replace(
+            self.info.copy(), split_counts={s: len(i) for s, i in view._splits.items()},
+            class_counts_by_split=class_counts(self._labels, view._splits, len(self.info.classes)))
+        return view
 
     def ids(self, split: str) -> list[str]:
         """Stable, unique sample ids, in split order."""

@@ -77,10 +77,18 @@ def checkpoint_path(ws: Workspace, run_id: str) -> Path:
 
 
 def load_run(ws: Workspace, run_id: str, device: str = "cpu") -> LoadedRun:
-    """Rebuild a run's model from its config and load its best weights (weights_only)."""
+    """Rebuild a run's model from its config and load its best weights (weights_only).
+
+    An ensemble run loads as an ``EnsembleRun`` (its members and combiner), which predicts
+    like a ``LoadedRun`` (``core.models.ensemble``).
+    """
     from core.models import create_model
 
     run = ws.store.get_run(run_id)
+    if run.kind == "ensemble":
+        from core.models.ensemble import load_ensemble
+
+        return load_ensemble(ws, run_id, device)  # type: ignore[return-value]
     config = RunConfig.from_dict(run.config)
     info = get_info(ws, config.data.dataset)
     # Refuse a dataset re-imported with other data since training (old runs recorded nothing).

@@ -142,6 +142,10 @@ def _reconcile_orphan_runs(store: Store, now: float) -> list[str]:
     busy = {j.run_id for j in store.active_jobs() if j.kind in HEAVY_KINDS}
     changed = []
     for run in store.active_runs():
+        if run.kind == "cv":  # a cross-validation parent: its status is its folds'
+            from core.runs.cv import sync
+            sync(store, run.id)
+            continue
         if run.id in busy:
             continue
         if run.pid is None and now - run.created_at < START_GRACE_S:

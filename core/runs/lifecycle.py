@@ -70,6 +70,9 @@ def resume(store: Store, run_id: str) -> Run:
 
     reconcile(store)
     run = store.get_run(run_id)
+    if run.kind == "cv":  # a cross-validation parent has no training of its own: its folds do
+        from core.runs.cv import resume_cv
+        return resume_cv(store, run_id)
     if run.status in RESUMABLE:  # training on changed data would mix two datasets in one run
         check_fingerprint(Workspace.of(store), run.summary.get("dataset_fingerprint"),
                           run.dataset, run_id=run_id)
@@ -87,6 +90,9 @@ def cancel(store: Store, run_id: str, timeout: float | None = None) -> Run:
     """Stop a run's training (queued: it never starts; running: it checkpoints and stops)."""
     reconcile(store)
     run = store.get_run(run_id)
+    if run.kind == "cv":  # a cross-validation parent has no job of its own: its folds do
+        from core.runs.cv import cancel_cv
+        return cancel_cv(store, run_id, timeout)
     if run.status not in ACTIVE:
         raise InvalidRunState(f"Run {run_id} is {run.status}; only queued or running runs can "
                               "be cancelled.")
@@ -105,6 +111,15 @@ def delete(store: Store, run_id: str) -> None:
     run = store.get_run(run_id)
     if run.status in ACTIVE:
         raise InvalidRunState(f"Run {run_id} is {run.status}; stop it before deleting it.")
+    if run.kind == "cv":  # a cross-validation parent goes with its folds (each checked first)
+        folds = store.child_runs(run_id, kind="cv_fold")
+        for fold in folds:
+            if fold.is_active or store.active_jobs(fold.id):
+                raise InvalidRunState(f"Fold {fold.id} of {run_id} is still working; cancel "
+                                      f"the cross-validation first (`python -m core cancel "
+                                      f"{run_id}`).")
+        for fold in folds:
+            delete(store, fold.id)
     busy = store.active_jobs(run_id)
     if busy:
         kinds = ", ".join(sorted({j.kind for j in busy}))

@@ -19,8 +19,9 @@ TERMINAL = ("completed", "failed", "cancelled", "interrupted")
 STATUSES = (*ACTIVE, *TERMINAL, "pruned")  # "pruned": a tuning trial stopped by its study
 RESUMABLE = ("interrupted", "cancelled")
 
-# How a run came to be (its lineage); shown in the runs table and in `status RUN`.
-RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold")
+# How a run came to be (its lineage); shown in the runs table and in `status RUN`. A ``cv`` run is
+# the parent of its ``cv_fold`` runs: it trains nothing itself and has no model of its own.
+RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold", "cv")
 # Jobs that hold a slot of the workspace queue. Everything else (evaluate, explain, predict,
 # export, bench, serve) is light and never waits behind a training job.
 HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv"})

@@ -221,6 +221,15 @@ class Store(JobTable):
         where, args = _run_filter(status, search)
         return self._conn.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]
 
+    def child_runs(self, parent_run: str, kind: str | None = None) -> list[Run]:
+        """The runs made under ``parent_run`` (of ``kind``), oldest first."""
+        query, args = "SELECT * FROM runs WHERE parent_run = ?", [parent_run]
+        if kind is not None:
+            query += " AND kind = ?"
+            args.append(kind)
+        rows = self._conn.execute(query + " ORDER BY created_at, id", args).fetchall()
+        return [run_from_row(r) for r in rows]
+
     def active_runs(self) -> list[Run]:
         rows = self._conn.execute(
             "SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall()

@@ -27,7 +27,7 @@ from core.checkpoint import (
     save_checkpoint,
 )
 from core.config import RunConfig
-from core.data import load_dataset
+from core.data.folds import load_for_config
 from core.data.torchdata import build_torch_split, collate_skipping
 from core.errors import InvalidRunState
 from core.models import create_model
@@ -68,7 +68,7 @@ class Trainer:
         cfg = self.config
         dist.init(self.dist, self.device)
         torch.manual_seed(cfg.train.seed)
-        self.dataset = load_dataset(self.ws, cfg.data.dataset)
+        self.dataset = load_for_config(self.ws, cfg.data)  # a CV fold run: its fold
         info = self.dataset.info
         self.image_size = cfg.data.image_size or info.image_size or None
         self.train_loader = self._loader("train", train=True)

@@ -1,0 +1,93 @@
+"""Cross-validation in the CLI: ``train ... --cv K`` launches and follows the folds, ``status``
+shows a CV parent's folds and mean +- std. Helpers for ``core.cli.train`` and
+``core.cli.runs``, not a command module of its own."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from core.cli.base import Result
+from core.config import RunConfig
+from core.runs import reconcile
+from core.runs.records import TERMINAL
+from core.workspace import Workspace
+
+
+def train_cv(ws: Workspace, config: RunConfig, name: str, detach: bool) -> Result:
+    """Queue the folds; without ``detach`` follow them to the end and print the summary."""
+    from core.runs.cv import launch_cv
+
+    parent, folds = launch_cv(ws.store, config, name=name)
+    if detach:  # the same payload as `status PARENT`, before any fold has ended
+        result = cv_result(ws, parent.id)
+        result.text = (f"Launched {len(folds)}-fold cross-validation {parent.id} in the "
+                       f"background (`python -m core status {parent.id}`)\n{result.text}")
+        return result
+    print(f"cv {parent.id}: folds " + " ".join(f.id for f in folds), file=sys.stderr)
+    follow_cv(ws, parent.id)
+    return cv_result(ws, parent.id)
+
+
+def follow_cv(ws: Workspace, parent_id: str) -> None:
+    """Wait until every fold has ended, with one progress bar over all of them; Ctrl-C
+    cancels the cross-validation (its active folds)."""
+    from tqdm import tqdm
+
+    from core.runs import cancel
+    from core.runs.cv import fold_runs
+
+    store = ws.store
+    with tqdm(desc=parent_id, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        try:
+            while True:
+                reconcile(store)  # also writes the parent's status from its folds
+                parent = store.get_run(parent_id)
+                folds = fold_runs(store, parent_id)
+                ended = sum(f.status in TERMINAL for f in folds)
+                bar.set_description(f"{parent_id} {ended}/{len(folds)} folds ended")
+                bar.total, bar.n = parent.total_steps or None, parent.step
+                bar.refresh()
+                if parent.status in TERMINAL:
+                    return
+                time.sleep(0.3)
+        except KeyboardInterrupt:
+            cancel(store, parent_id)
+
+
+def cv_result(ws: Workspace, parent_id: str) -> Result:
+    """A CV parent as ``status`` and a blocking ``train --cv`` print it; exit 0 when it
+    completed or was cancelled, else 1."""
+    from core.analyze.cv import cv_summary
+
+    summary = cv_summary(ws, parent_id)
+    code = 0 if summary["status"] in ("completed", "cancelled", "queued", "running") else 1
+    return Result(summary, render(summary), code)
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['run_id']}: {summary['status']} ({summary['k']}-fold cross-validation "
+             f"of {summary['model']} on {summary['dataset']})"]
+    for fold in summary["folds"]:
+        metrics = "  ".join(f"{k}={v:.4f}" for k, v in sorted(fold["final"].items()))
+        lines.append(f"  fold {fold['fold']}  {fold['run_id']}  {fold['status']:11} {metrics}"
+                     + (f"  error: {fold['error']}" if fold["error"] else ""))
+    if summary["metrics"]:
+        n = next(iter(summary["metrics"].values()))["n"]
+        lines.append(f"mean +- std over {n} completed fold(s):")
+        lines += [f"  {key:14} {s['mean']:.4f} +- {s['std']:.4f}"
+                  for key, s in summary["metrics"].items()]
+    elif not summary["ended"]:
+        lines.append("mean +- std: when every fold has ended")
+    if summary["best_epoch"]:
+        best = summary["best_epoch"]
+        lines.append(f"best epoch: {best['mean']:.1f} +- {best['std']:.1f} (a final model on "
+                     "train+val could train that long)")
+    for model, metrics in summary["baseline"].items():
+        if model == "error":
+            lines.append(f"baseline: {metrics}")
+            continue
+        lines.append(f"baseline {model}: " + "  ".join(
+            f"{k} {s['mean']:.4f} +- {s['std']:.4f}" for k, s in metrics.items()))
+    return "\n".join(lines)
