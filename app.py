@@ -19,6 +19,7 @@ pages = {
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
         st.Page("pages/explain.py", title="Explain", icon=":material/psychology:"),
+        st.Page("pages/ensemble.py", title="Ensemble", icon=":material/hub:"),
     ],
     "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }

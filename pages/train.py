@@ -1,4 +1,5 @@
-"""Train: launch a run from a form, act on runs (stop, resume, delete, clone), watch one live."""
+"""Train: launch a run (or a cross-validation) from a form, act on runs (stop, resume, delete,
+clone), watch one live."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import streamlit as st
 
 from core import runs
 from core.errors import UserError
+from core.runs.cv import is_cv_parent, launch_cv
 from core.runs.store import Run, Store
 from ui import state
 from ui.components import render_delete_confirmation, render_runs_table
+from ui.cv_views import render_cv
+from ui.format import plain
 from ui.monitor import render_monitor
 from ui.router import require_router
 from ui.runs import newest_running
@@ -16,7 +20,8 @@ from ui.train_form import prefill_from, render_new_run_form
 
 
 def render_launch(s: Store, infos: dict) -> None:
-    """The new-run form; Launch starts a background job and makes it the active run."""
+    """The new-run form; Launch starts a background job (or, with cross-validation on, queues
+    the folds under a parent) and makes it the active run."""
     with st.container(border=True):
         st.subheader("New run")
         try:
@@ -25,12 +30,18 @@ def render_launch(s: Store, infos: dict) -> None:
                 return
             config, name = submitted
             with st.spinner("Starting the job..."):
-                run = runs.launch(s, config, name=name)
+                if config.data.cv:
+                    run, folds = launch_cv(s, config, name)
+                    what = f"{len(folds)}-fold cross-validation {run.id}"
+                else:
+                    run = runs.launch(s, config, name=name)
+                    what = f"run {run.id}"
         except UserError as exc:
             st.error(str(exc))
             return
     state.set_active_run(run.id)
-    state.flash(f"Launched run {run.id} ({run.dataset} / {run.model}) in the background.")
+    state.flash(f"Launched {what} ({plain(run.dataset)} / {plain(run.model)}) in the "
+                "background.")
     st.rerun()
 
 
@@ -40,7 +51,7 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
     try:
         if c[0].button("Stop", key="train_stop", icon=":material/stop:",
                        disabled=not run.is_active, width="stretch"):
-            with st.spinner("Stopping (the job saves a checkpoint first)..."):
+            with st.spinner("Stopping (a training saves a checkpoint first)..."):
                 runs.cancel(s, run.id)
             state.flash(f"Stopped run {run.id}.", "info")
             st.rerun()
@@ -101,5 +112,8 @@ if run is None:
     st.info("Launch a run above, or pick one in the table below or in the sidebar.")
     render_all_runs(s)
 else:
-    render_run_actions(s, run, infos)
-    render_monitor(run, below=render_all_runs)  # the table refreshes with the live monitor
+    render_run_actions(s, run, infos)  # on a CV parent, Stop and Resume act on its folds
+    if is_cv_parent(run):
+        render_cv(run, below=render_all_runs)
+    else:
+        render_monitor(run, below=render_all_runs)  # the table refreshes with the live monitor

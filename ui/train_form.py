@@ -33,6 +33,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
 }
 # Optional fields: None is shown as 0 or "" in the widget.
 _NONE_AS = {"image_size": 0, "patience": 0, "max_grad_norm": 0.0, "weights": ""}
+# Cross-validation from the form: a switch and K (``data.cv``; the CLI allows more folds).
+CV_FOLDS = (2, 10)
+CV_DEFAULT = 5
+CV_HELP = "K stratified folds over train+val; the test split stays held out."
 
 
 def model_choices(modality: str) -> list[str]:
@@ -75,6 +79,11 @@ def config_to_state(cfg: RunConfig, run_name: str = "") -> None:
         value = raw[section][name]
         st.session_state[f"train_{suffix}"] = _NONE_AS.get(suffix) if value is None else value
     st.session_state["train_run_name"] = run_name
+    # A fold's config (``fold`` set) is one training: its clone is a normal run, not a new CV.
+    parent_cv = cfg.data.cv if cfg.data.fold is None else None
+    st.session_state["train_cv"] = parent_cv is not None
+    k = parent_cv or st.session_state.get("train_cv_k", CV_DEFAULT)
+    st.session_state["train_cv_k"] = min(max(k, CV_FOLDS[0]), CV_FOLDS[1])
 
 
 def state_to_config() -> RunConfig:
@@ -94,6 +103,8 @@ def state_to_config() -> RunConfig:
     raw["model"]["pretrained"] = bool(raw["model"]["pretrained"] and choice
                                       and choice.pretrained_available)
     raw["data"]["augment"] = list(raw["data"]["augment"] or [])
+    raw["data"]["cv"] = int(st.session_state["train_cv_k"]) if st.session_state.get(
+        "train_cv") else None
     return RunConfig.from_dict(raw)
 
 
@@ -101,6 +112,7 @@ def ensure_defaults(infos: dict[str, Any]) -> None:
     """Seed the form the first time it is drawn in this session (or after its dataset vanished)."""
     name = st.session_state.get("train_dataset")
     if name in infos and "train_epochs" in st.session_state:
+        st.session_state.setdefault("train_cv_k", CV_DEFAULT)
         return
     name = "digits" if "digits" in infos else next(iter(infos))
     config_to_state(suggested_config(infos[name], default_model(infos[name].modality)))
@@ -114,7 +126,10 @@ def apply_defaults(infos: dict[str, Any]) -> None:
     if model not in model_choices(info.modality):
         model = default_model(info.modality)
     name = st.session_state.get("train_run_name", "")
-    config_to_state(suggested_config(info, model), run_name=name)
+    cfg = suggested_config(info, model)
+    if st.session_state.get("train_cv"):  # the CV choice is the user's, not the pair's default
+        cfg.data.cv = int(st.session_state.get("train_cv_k", CV_DEFAULT))
+    config_to_state(cfg, run_name=name)
     st.session_state["train_mode"] = "auto"
 
 
@@ -174,6 +189,11 @@ def _render_basic() -> None:
     c[2].text_input("Run name", key="train_run_name", help="A label for the run (optional).")
     c[3].number_input("Seed", 0, 2**31 - 1, key="train_seed",
                       help="The same config and seed reproduce the run.")
+    c = st.columns(4, vertical_alignment="bottom")
+    c[0].toggle("Cross-validation", key="train_cv", help=CV_HELP)
+    c[1].number_input("Folds (K)", *CV_FOLDS, key="train_cv_k",
+                      help=f"{CV_HELP} Used when cross-validation is on: K fold runs go "
+                           "through the queue under one parent run.")
 
 
 def _render_advanced(info: Any) -> None:

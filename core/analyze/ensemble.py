@@ -151,6 +151,10 @@ def create_ensemble(ws: Workspace, members: Sequence[str], method: str = "soft",
     ws.store.update_run(run.id, total_epochs=0, summary={
         "dataset_fingerprint": runs[0].summary.get("dataset_fingerprint"),
         "members": list(members), "method": method})
+    # This process fits it: its pid lets reconcile tell a slow fit from a dead one.
+    from core.runs.processes import process_start_time
+
+    ws.store.update_run(run.id, pid=os.getpid(), pid_start=process_start_time(os.getpid()))
     ws.store.set_status(run.id, "running")
     try:
         combiner = fit_ensemble(ws, run.id, progress)

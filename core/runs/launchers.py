@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.errors import InvalidConfig
 from core.runs.jobs import python_core, submit
 from core.runs.records import Job
 from core.runs.store import Store
@@ -62,3 +63,15 @@ def start_serve(store: Store, run_id: str, bundle: str, port: int, max_concurren
     if token_file is not None:
         argv += ["--token-file", str(token_file)]  # never the token itself on a command line
     return submit(store, run_id, "serve", python_core(*argv), key=bundle)
+
+
+def start_ensemble(store: Store, member_ids: Sequence[str], method: str, name: str = "") -> Job:
+    """Combine ``member_ids`` into an ensemble run (``ensemble RUN RUN ... --method M``): fit on
+    val, evaluate on val and test. The job hangs off the first member; its result names the
+    ensemble run (``result["run_id"]``)."""
+    if not member_ids:
+        raise InvalidConfig("An ensemble needs at least two member runs.")
+    argv = ["ensemble", *member_ids, "--method", method]
+    if name:
+        argv.append(f"--name={name}")  # one token: a name that starts with '-' is still a name
+    return submit(store, member_ids[0], "ensemble", python_core(*argv), key=method)
