@@ -111,6 +111,27 @@ def run_python(code: str, home: Path | None = None, timeout: float = 120) -> str
     return out.stdout.strip().splitlines()[-1]
 
 
+def heavy_modules_after_page(page: str, home: Path, active_run: str, check: str = "",
+                             modules: tuple[str, ...] = ("torch",),
+                             **state: Any) -> dict[str, bool]:
+    """Open ``page`` through the router in a fresh interpreter (AppTest, the run ``active_run``
+    active, ``state`` set) and say which of ``modules`` it imported. ``check``: Python run on
+    ``at`` after the page drew (an assert that something was rendered)."""
+    state = {"active_run": active_run, **state}
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=60)\n"
+        + "".join(f"at.session_state[{k!r}] = {v!r}\n" for k, v in state.items())
+        + f"at.run(); at.switch_page({page!r}); at.run()\n"
+        "assert not at.exception, at.exception\n"
+        + (check + "\n" if check else "")
+        + f"print(','.join(str(m in sys.modules) for m in {list(modules)!r}))\n"
+    )
+    found = run_python(code, home).split(",")
+    return dict(zip(modules, (f == "True" for f in found), strict=True))
+
+
 # -- trained runs -------------------------------------------------------------------------------
 
 

@@ -13,12 +13,11 @@ import io
 import httpx
 import pytest
 from conftest import (
-    ROOT,
     assert_clean,
     frame_with,
     free_port,
+    heavy_modules_after_page,
     open_page,
-    run_python,
     train_run,
     wait_for,
 )
@@ -145,13 +144,6 @@ def test_a_failed_task_shows_its_error(ws: Workspace, run_id: str) -> None:
 
 
 def test_the_page_never_imports_torch(ws: Workspace, run_id: str) -> None:
-    code = (
-        "import sys\n"
-        "from streamlit.testing.v1 import AppTest\n"
-        f"at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=60)\n"
-        f"at.session_state['active_run'] = {run_id!r}\n"
-        f"at.run(); at.switch_page({PAGE!r}); at.run()\n"
-        "assert not at.exception, at.exception\n"
-        "print('torch' in sys.modules, 'onnxruntime' in sys.modules)\n"
-    )
-    assert run_python(code, ws.home) == "False False"
+    loaded = heavy_modules_after_page(PAGE, ws.home, run_id,
+                                      modules=("torch", "onnxruntime"))
+    assert loaded == {"torch": False, "onnxruntime": False}

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, assert_clean, frame_with, open_page, run_python, train_run, wait_for
+from conftest import (
+    assert_clean,
+    frame_with,
+    heavy_modules_after_page,
+    open_page,
+    train_run,
+    wait_for,
+)
 
 from core.workspace import Workspace
 
@@ -94,14 +101,6 @@ def test_mixed_datasets_disable_the_button_with_the_reason(members: list[str],
 
 
 def test_the_page_never_imports_torch(ws: Workspace, built: str) -> None:
-    code = (
-        "import sys\n"
-        "from streamlit.testing.v1 import AppTest\n"
-        f"at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=60)\n"
-        f"at.session_state['active_run'] = {built!r}\n"
-        f"at.run(); at.switch_page({PAGE!r}); at.run()\n"
-        "assert not at.exception, at.exception\n"
-        "assert at.get('plotly_chart'), 'the diversity view was not drawn'\n"
-        "print('torch' in sys.modules)\n"
-    )
-    assert run_python(code, ws.home) == "False"
+    loaded = heavy_modules_after_page(
+        PAGE, ws.home, built, "assert at.get('plotly_chart'), 'the diversity view was not drawn'")
+    assert loaded == {"torch": False}

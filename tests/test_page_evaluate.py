@@ -14,8 +14,8 @@ from conftest import (
     ROOT,
     assert_clean,
     frame_with,
+    heavy_modules_after_page,
     open_page,
-    run_python,
     train_run,
     wait_for,
 )
@@ -196,15 +196,7 @@ def test_a_failed_task_shows_its_message_and_offers_a_retry(ws, runs) -> None:
 
 def test_the_page_never_imports_torch(ws, runs) -> None:
     evaluate(ws, runs["digits"], "test")
-    code = (
-        "import sys\n"
-        "from streamlit.testing.v1 import AppTest\n"
-        "at = AppTest.from_file('app.py', default_timeout=60)\n"
-        "at.session_state['eval_tab'] = 'Confusion matrix'\n"
-        f"at.session_state['active_run'] = {runs['digits']!r}\n"
-        f"at.run(); at.switch_page({PAGE!r}); at.run()\n"
-        "assert not at.exception, at.exception\n"
-        "assert at.metric and at.image, 'nothing rendered'\n"
-        "print('torch' in sys.modules)\n"
-    )
-    assert run_python(code, ws.home) == "False"
+    loaded = heavy_modules_after_page(PAGE, ws.home, runs["digits"],
+                                      "assert at.metric and at.image, 'nothing rendered'",
+                                      eval_tab="Confusion matrix")
+    assert loaded == {"torch": False}
