@@ -18,7 +18,8 @@ import torch
 from conftest import run_cli, train_run
 
 from core.analyze.evaluate import evaluate
-from core.checkpoint import FORMAT, _write_checksums, load_checkpoint, save_checkpoint
+from core.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from core.checkpoint.files import _write_checksums
 from core.errors import CheckpointDamaged, UnsafeCheckpoint, UserError
 from core.models.loaded import load_run
 from core.train import execute_run

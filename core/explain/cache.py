@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.checkpoint import checkpoint_signature  # noqa: F401  (the pages read it from here)
+from core.deploy.runtime.manifest import sha256_file  # noqa: F401  (one copy: the runtime's)
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -78,14 +79,6 @@ def sha256_bytes(data: bytes) -> str:
 def row_sha(row: np.ndarray) -> str:
     """The input hash of a table row: its float32 values (the same from a CSV or a form)."""
     return sha256_bytes(np.ascontiguousarray(row, dtype=np.float32).tobytes())
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(run_id: str, signature: str, input_sha: str, method: str,
