@@ -44,9 +44,14 @@ def is_valid_name(kind: str, value: object) -> bool:
     return isinstance(value, str) and NAME_PATTERNS[kind].fullmatch(value) is not None
 
 
+def home_path(home: str | os.PathLike | None = None) -> Path:
+    """The workspace folder, as an absolute path, without creating it (to describe a failure)."""
+    return Path(home or os.environ.get(ENV_VAR) or "workspace").expanduser().resolve()
+
+
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """Return the workspace folder (created if missing), as an absolute path."""
-    path = Path(home or os.environ.get(ENV_VAR) or "workspace").expanduser().resolve()
+    path = home_path(home)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -78,15 +78,13 @@ def run_page(page) -> None:
     same one the CLI prints (``core.errors.workspace_error``), whichever page met it.
     """
     from core.errors import workspace_error
-    from core.workspace import ENV_VAR
+    from core.workspace import home_path
 
     try:
         render_shell()
         page.run()
     except Exception as exc:  # Streamlit's own rerun/stop signals are BaseExceptions: untouched
-        import os
-
-        problem = workspace_error(exc, os.environ.get(ENV_VAR) or "workspace")
+        problem = workspace_error(exc, home_path())
         if problem is None:
             raise
         st.error(str(problem), icon=":material/storage:")

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from core.cli.base import COMMANDS, Result, add_global_options, emit
 from core.errors import InvalidConfig, UserError, workspace_error
-from core.workspace import Workspace
+from core.workspace import Workspace, home_path
 
 # Every step's commands, in the order ``--help`` lists them. Each module defines
 # ``add_parsers(sub)`` and registers its functions with ``@command``; a module that fails to
@@ -75,7 +74,8 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         code, error = 130, "interrupted"
     except Exception as exc:
-        user_error = exc if isinstance(exc, UserError) else workspace_error(exc, _home(args))
+        user_error = exc if isinstance(exc, UserError) else workspace_error(
+            exc, home_path(args.home))
         if user_error is None:  # a bug: keep its traceback
             if body:
                 _finish(body, args, 1, f"{type(exc).__name__}: {exc}")
@@ -93,14 +93,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         emit(args, outcome.payload, outcome.text)
         return outcome.code
     return outcome
-
-
-def _home(args: argparse.Namespace) -> str:
-    """The workspace folder the command used, without creating it (``resolve_home`` would)."""
-    from core.workspace import ENV_VAR
-
-    home = args.home or os.environ.get(ENV_VAR) or "workspace"
-    return os.path.abspath(os.path.expanduser(home))
 
 
 def _check_future_options(args: argparse.Namespace) -> None:

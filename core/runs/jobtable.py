@@ -8,8 +8,10 @@ one outcome, and a terminal status is never overwritten.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from core.errors import RunNotFound
@@ -47,10 +49,9 @@ _PROGRESS_FIELDS = frozenset({"done", "total", "message", "result", "pid", "pid_
 class JobTable:
     """Job methods of :class:`core.runs.store.Store` (a mixin over its connection)."""
 
-    _conn: Any
-
-    def _write(self):  # provided by Store
-        raise NotImplementedError
+    # Both provided by Store: its connection, and its write transaction (BEGIN IMMEDIATE).
+    _conn: sqlite3.Connection
+    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def create_job(self, run_id: str, kind: str, argv: Sequence[str], key: str = "",
                    heavy: bool = False) -> Job:
