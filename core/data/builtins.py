@@ -15,14 +15,12 @@ from core.data.splits import stratified_split
 
 @register_builtin("digits")
 def digits() -> ArrayDataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
+    pixels, target = _digits_arrays()
+    images = np.rint(pixels * (255.0 / 16.0)).astype(np.uint8)  # 0..16 -> 0..255
     return image_dataset(
         "digits",
         images,
-        bunch.target,
+        target,
         classes=[str(d) for d in range(10)],
         image_size=8,
         description="Handwritten digits (scikit-learn): 1,797 grayscale 8x8 images, 10 classes.",
@@ -69,6 +67,28 @@ def breast_cancer() -> ArrayDataset:
         load_breast_cancer(),
         "Breast cancer diagnosis (Wisconsin): 569 samples, 30 cell-nucleus features.",
     )
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (N, 8, 8) pixels 0..16 and labels.
+
+    Read from the data file scikit-learn ships, without importing scikit-learn: that import
+    costs 1-2 s on a small CPU, more than a whole 10-epoch fit of digits, and every job that
+    trains, evaluates or explains a digits run paid it. ``load_digits`` is the fallback should
+    the file ever move.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    data = np.loadtxt(path, delimiter=",")  # what load_digits reads: 64 pixels, then the label
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
 
 
 def _sklearn_table(name: str, bunch: Any, description: str) -> ArrayDataset:

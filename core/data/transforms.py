@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from core.config import AUGMENTATIONS
 from core.data.images import open_image, resize_square, to_channels
@@ -99,8 +98,13 @@ class _Resize:
         return resize_square(img, self.size)
 
 
-def augmentation(size: int, augment: Sequence[str]) -> v2.Compose:
-    """PIL -> PIL at ``size`` x ``size`` with the named augmentations (see core.config)."""
+def augmentation(size: int, augment: Sequence[str]) -> Any:
+    """PIL -> PIL at ``size`` x ``size`` with the named augmentations (see core.config): a
+    torchvision ``v2.Compose``."""
+    # torchvision is imported here, not at the top: its import (1-2 s, all its models) is the
+    # biggest fixed cost of a job, and only augmentation needs it.
+    from torchvision.transforms import v2
+
     check_augment(augment)
     steps: list[Any] = []
     if "crop" in augment:
