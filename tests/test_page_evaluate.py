@@ -55,7 +55,25 @@ def test_empty_workspace_says_to_train_first(tmp_path, monkeypatch) -> None:
     assert any("train one" in i.value for i in at.info)
 
 
-def test_missing_file_starts_a_task_then_the_page_renders_from_the_file(ws, runs) -> None:
+def test_a_small_split_is_evaluated_by_the_page_with_its_warm_model(ws, runs) -> None:
+    """No job and no new process: the first render already shows the metrics, and the stored
+    files are the ones a job would have written (test, and val for calibration)."""
+    run_id = runs["bc1"]
+    for f in (ws.home / "runs" / run_id / "eval").glob("*.npz"):
+        f.unlink()
+    at = open_page(PAGE, active_run=run_id)
+    assert_clean(at)
+    assert ws.store.latest_job(run_id, "evaluate", "test") is None
+    assert is_fresh(ws, run_id, "test") and is_fresh(ws, run_id, "val")
+    stored = evaluate(ws, run_id, "test")  # reads the page's file back
+    assert metric_values(at)["Accuracy"] == f"{np.mean(stored.y_pred == stored.y_true):.4f}"
+
+
+def test_missing_file_starts_a_task_then_the_page_renders_from_the_file(ws, runs,
+                                                                        monkeypatch) -> None:
+    import ui.evaluate_views
+
+    monkeypatch.setattr(ui.evaluate_views, "WARM_EVAL_MAX_SAMPLES", 0)  # a "large" split
     run_id = runs["digits"]
     at = open_page(PAGE, active_run=run_id)
     assert at.multiselect(key="eval_runs").value == [run_id]

@@ -2,8 +2,9 @@
 cards, the per-class table, ROC/PR, calibration and the comparison of runs.
 
 Everything is derived from ``runs/<id>/eval/<split>.npz``; reading and deriving are cached on
-(path, mtime), so reopening the page recomputes nothing. A missing or stale file is made by a
-background job (``python -m core evaluate``), whose progress is a fragment.
+(path, mtime), so reopening the page recomputes nothing. A missing or stale file is made here,
+with the dashboard's warm copy of the model, when the split is small; else by a background job
+(``python -m core evaluate``), whose progress is a fragment.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from core.checkpoint import run_checkpoint
 from core.runs import launchers
 from core.runs.store import Run, Store
 from ui import format as fmt
+from ui import state
 from ui.evaluate_charts import pr_figure, reliability_figure, roc_figure
+from ui.explain_views import loaded_run, st_progress
 from ui.format import plain
 from ui.jobs import render_job, watch_job
 from ui.runs import run_label
@@ -35,6 +38,9 @@ COMPARED = ("accuracy", "balanced_accuracy", "top3_accuracy", "f1_macro", "f1_we
             "average_precision_macro", "ece")
 BEST_COLOR = "background-color: #c8e6c9; font-weight: 600"
 MAX_DEFAULT_CURVES = 10
+# Splits up to this size are evaluated in the dashboard's process with its warm copy of the model
+# (a second or less); larger ones, and runs still training, by a background job with progress.
+WARM_EVAL_MAX_SAMPLES = 5_000
 
 
 # -- stored predictions, cached on (path, mtime) ------------------------------------------------
@@ -103,11 +109,38 @@ def ensure_predictions(s: Store, run: Run, split: str) -> Predictions | None:
             help="The run is still training: its best checkpoint may change."):
         return None
     stale = eval_path(workspace(), run.id, split).is_file()
+    if evaluates_here(run, split):
+        return evaluate_here(run, split)
     job = launchers.start_evaluate(s, run.id, split)
     st.caption(("The checkpoint changed since the last evaluation: " if stale else "")
                + f"evaluating {label} on the {split} split in the background.")
     watch_job(job.id, f"Evaluating {label}")
     return None
+
+
+def evaluates_here(run: Run, split: str) -> bool:
+    """Whether the page evaluates ``run`` on ``split`` itself, with the dashboard's warm copy of
+    the model, instead of a background job: a finished, single-model run and a small split,
+    done in about the time a job process needs to import torch."""
+    info = state.dataset_infos().get(run.dataset)
+    size = info.split_counts.get(split, math.inf) if info is not None else math.inf
+    return not run.is_active and run.kind != "ensemble" and size <= WARM_EVAL_MAX_SAMPLES
+
+
+def evaluate_here(run: Run, split: str) -> Predictions:
+    """What the evaluation job does, in this process with the warm model: ``split``, and the
+    val split first for the calibration tab (as ``evaluate`` does by default), both stored."""
+    from core.analyze.evaluate import evaluate
+    from core.checkpoint import checkpoint_signature
+
+    ws = workspace()
+    bar = st.progress(0.0, text=f"Evaluating {plain(run_label(run))} on {split}...")
+    model = loaded_run(str(ws.home), run.id, checkpoint_signature(ws, run.id))
+    for each in dict.fromkeys(("val", split)):
+        preds = evaluate(ws, run.id, each, loaded=model,
+                         progress=st_progress(bar, f"Predicted ({each})"))
+    bar.empty()
+    return preds
 
 
 # -- one run ---------------------------------------------------------------------------------------

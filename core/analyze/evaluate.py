@@ -151,8 +151,12 @@ def write_predictions(preds: Predictions, path: str | Path) -> Path:
 
 def evaluate(ws: Workspace, run_id: str, split: str = "test",
              batch_size: int = BATCH_SIZE, progress: ProgressFn | None = None,
-             force: bool = False, device: str = "cpu") -> Predictions:
-    """The stored predictions of ``split`` if still valid, else one batched pass, stored."""
+             force: bool = False, device: str = "cpu", loaded: Any = None) -> Predictions:
+    """The stored predictions of ``split`` if still valid, else one batched pass, stored.
+
+    ``loaded``: the run's model already in memory (a ``LoadedRun`` of its current checkpoint,
+    e.g. the dashboard's warm copy), so a small split is evaluated without loading it again.
+    """
     check_split(split)
     if batch_size < 1:
         raise InvalidConfig(f"batch size must be >= 1, got {batch_size}")
@@ -173,7 +177,8 @@ def evaluate(ws: Workspace, run_id: str, split: str = "test",
     # Taken before the weights are read: if a training run rewrites the checkpoint meanwhile,
     # the file is marked stale (and redone), never fresh with older weights.
     signature = checkpoint_signature(ws, run_id)
-    loaded = load_run(ws, run_id, device=_device(device))
+    if loaded is None:
+        loaded = load_run(ws, run_id, device=_device(device))
     # A CV fold run's val split is its fold: evaluate on what it validated on.
     dataset = load_for_config(ws, loaded.config.data)
     preds = predict_split(loaded, dataset, split, batch_size, progress)
