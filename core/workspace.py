@@ -17,6 +17,10 @@ from pathlib import Path
 from core.errors import InvalidName
 
 ENV_VAR = "LAB2MARKET_HOME"
+STORE_ENV = "LAB2MARKET_STORE"  # the run store's URL when it is not the workspace's SQLite file
+SQLITE_SCHEME = "sqlite:///"  # sqlite:///relative/file.db, sqlite:////absolute/file.db
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+EXECUTORS = ("local", "ray")  # where jobs run (core.runs.executors)
 
 # One pattern per kind of name. Run and job ids come from ``core.runs.store.new_run_id``.
 NAME_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -54,6 +58,12 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     path = home_path(home)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def resolve_store_url(url: str | None = None) -> str | None:
+    """The run store's URL: ``url``, else ``$LAB2MARKET_STORE``, else None (the SQLite file in
+    the workspace)."""
+    return url or os.environ.get(STORE_ENV) or None
 
 
 def db_path(home: Path) -> Path:
@@ -100,19 +110,24 @@ class Workspace:
     functions take it as their first parameter: ``evaluate(ws, run_id, split)``.
     """
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, store_url: str | None = None, executor: str | None = None):
         self.home = home
+        self.store_url = resolve_store_url(store_url)
+        self.executor = executor  # where its jobs run (None: $LAB2MARKET_EXECUTOR, the setting)
         self._store = None
         self._borrowed = False  # a store someone else opened (``of``): they close it
 
     @classmethod
-    def open(cls, home: str | os.PathLike | None = None) -> Workspace:
-        return cls(resolve_home(home))
+    def open(cls, home: str | os.PathLike | None = None, store: str | None = None,
+             executor: str | None = None) -> Workspace:
+        """``store``: the run store's URL (default ``$LAB2MARKET_STORE``, else SQLite);
+        ``executor``: where jobs queued through it run (``core.runs.executors``)."""
+        return cls(resolve_home(home), store, executor)
 
     @classmethod
     def of(cls, store) -> Workspace:
         """The workspace of an already open store, sharing it: the store's owner closes it."""
-        ws = cls(store.home)
+        ws = cls(store.home, store.url, store.executor)
         ws._store, ws._borrowed = store, True
         return ws
 
@@ -121,7 +136,7 @@ class Workspace:
         if self._store is None:
             from core.runs.store import Store
 
-            self._store = Store(self.home)
+            self._store = Store(self.home, url=self.store_url, executor=self.executor)
         return self._store
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from pg_support import pg_server, pg_url  # noqa: F401  (fixtures: the session's PostgreSQL)
 
 from core.workspace import Workspace
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 from core.cli.base import COMMANDS
-from core.cli.main import COMMAND_MODULES, build_parser, command_keys, main
+from core.cli.main import COMMAND_MODULES, build_parser, command_keys
 
 CLI = ROOT / "core" / "cli"
 HEAVY = ("torch", "torchvision", "sklearn", "pandas", "onnxruntime", "optuna", "shap",
@@ -54,16 +54,6 @@ def test_building_the_parser_imports_nothing_heavy():
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--store", "postgresql://db/lab", "runs"], "--store postgresql://db/lab: only the"),
-    (["runs", "--executor", "ray"], "--executor ray is not supported yet"),
-])
-def test_options_for_later_parse_and_are_refused_in_one_line(argv, message, home, capsys):
-    assert main([*argv, "--home", str(home)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {message}") and err.count("\n") == 1
 
 
 def test_a_malformed_store_url_is_a_usage_error(capsys):

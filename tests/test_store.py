@@ -1,17 +1,27 @@
-"""The run store against a real temp-file SQLite."""
+"""The run store on both engines: a real temp-file SQLite and a real PostgreSQL server
+(``pg_support``: initdb + pg_ctl in a temporary folder, one server per session, one database per
+test). Each test that takes ``backend`` runs once per engine."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-import time
-
 import pytest
 from mounts import remount, tmpfs
+from store_load import hammer
 
 from core.config import RunConfig
 from core.errors import RunNotFound, WorkspaceUnavailable
 from core.runs.store import Store
+from core.workspace import STORE_ENV
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, home, monkeypatch) -> str:
+    """The engine under test, chosen as a user does: ``$LAB2MARKET_STORE`` (none: SQLite)."""
+    if request.param == "postgresql":
+        monkeypatch.setenv(STORE_ENV, request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv(STORE_ENV, raising=False)
+    return request.param
 
 
 def _config(**train) -> dict:
@@ -20,7 +30,7 @@ def _config(**train) -> dict:
     return cfg
 
 
-def test_create_get_list_and_update(home):
+def test_create_get_list_and_update(home, backend):
     store = Store(home)
     run = store.create_run(_config(epochs=3), name="first")
     assert run.status == "queued" and run.total_epochs == 3 and run.dataset == "digits"
@@ -34,7 +44,7 @@ def test_create_get_list_and_update(home):
         store.get_run("missing")
 
 
-def test_status_transitions_are_conditional(home):
+def test_status_transitions_are_conditional(home, backend):
     store = Store(home)
     run = store.create_run(_config())
     assert store.set_status(run.id, "running")
@@ -47,7 +57,7 @@ def test_status_transitions_are_conditional(home):
         store.set_status(run.id, "bogus")
 
 
-def test_metrics_roundtrip_and_incremental_reads(home):
+def test_metrics_roundtrip_and_incremental_reads(home, backend):
     store = Store(home)
     run = store.create_run(_config())
     store.log_metrics(run.id, [(1, "train/loss", 2.0), (2, "train/loss", 1.5),
@@ -61,7 +71,7 @@ def test_metrics_roundtrip_and_incremental_reads(home):
     assert store.metric_keys(run.id) == ["train/loss", "val/acc"]
 
 
-def test_events_artifacts_and_delete(home):
+def test_events_artifacts_and_delete(home, backend):
     store = Store(home)
     run = store.create_run(_config())
     store.add_event(run.id, "skipped_images", "one bad", level="warning", data={"count": 1})
@@ -73,47 +83,42 @@ def test_events_artifacts_and_delete(home):
     assert store.count_runs() == 0 and store.get_events(run.id) == []
 
 
-def test_wal_mode_and_concurrent_writers_with_a_polling_reader(home):
-    """Two writers (own connections) and a polling reader: nothing locked, nothing lost."""
-    setup = Store(home)
-    runs = [setup.create_run(_config()).id for _ in range(2)]
-    assert setup._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    errors: list[BaseException] = []
-    done = threading.Event()
+def test_settings_jobs_claim_and_children(home, backend):
+    store = Store(home)
+    assert store.dialect == backend
+    parent = store.create_run(_config(), kind="cv")
+    child = store.create_run(_config(), kind="cv_fold", parent_run=parent.id)
+    assert [r.id for r in store.child_runs(parent.id, kind="cv_fold")] == [child.id]
+    store.set_setting("max_jobs", "1")
+    store.set_setting("max_jobs", "2")  # an upsert, not a second row
+    assert store.get_setting("max_jobs") == "2" and store.get_setting("nope", "d") == "d"
+    heavy = [store.create_job(child.id, "train", ["-m", "core"], heavy=True) for _ in range(2)]
+    light = store.create_job(child.id, "evaluate", ["-m", "core"], key="val")
+    assert store.queue_position(heavy[1].id) == 1
+    assert store.claim_next_job(1).id == heavy[0].id
+    assert store.claim_next_job(1).id == light.id  # light jobs never wait for a slot
+    assert store.claim_next_job(1) is None  # the second heavy one waits
+    store.update_job(heavy[0].id, done=3, total=9, result={"a": 1})
+    assert store.set_job_status(heavy[0].id, "completed", expect=("running",))
+    store.update_job(heavy[0].id, done=9)  # late progress is dropped once a job ended
+    assert store.get_job(heavy[0].id).done == 3
+    assert store.claim_next_job(1).id == heavy[1].id
+    assert store.latest_job(child.id, "evaluate", key="val").id == light.id
 
-    def write(run_id: str) -> None:
-        store = Store(home)
-        try:
-            for step in range(200):
-                store.log_metrics(run_id, [(step, "train/loss", step * 0.1),
-                                           (step, "val/acc", 0.5)])
-                store.update_run(run_id, step=step, heartbeat=time.time())
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
 
-    def read() -> None:
-        store = Store(home)
-        try:
-            while not done.is_set():
-                for run_id in runs:
-                    store.get_metrics(run_id)
-                    store.get_run(run_id)
-                time.sleep(0.01)
-        except sqlite3.OperationalError as exc:
-            errors.append(exc)
-
-    reader = threading.Thread(target=read)
-    writers = [threading.Thread(target=write, args=(r,)) for r in runs]
-    reader.start()
-    for w in writers:
-        w.start()
-    for w in writers:
-        w.join(timeout=60)
-    done.set()
-    reader.join(timeout=10)
+def test_many_writers_and_polling_readers_lose_nothing(home, backend):
+    """4 writer processes and 20 polling readers: no error, no lost metric row, no lost update."""
+    outcome = hammer(home, seconds=4.0)
+    errors = [r for r in outcome["results"] if r[0] == "error"]
     assert not errors, errors
-    for run_id in runs:
-        assert setup.count_metrics(run_id) == 400
+    store = outcome["setup"]
+    written = {run_id: rows for kind, run_id, rows in outcome["results"] if kind == "rows"}
+    assert set(written) == set(outcome["run_ids"])
+    for run_id, rows in written.items():
+        assert rows > 0 and store.count_metrics(run_id) == rows
+        assert store.get_run(run_id).summary["writer"] == rows - 10  # the last update won
+    if backend == "sqlite":
+        assert store._db.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_read_only_workspace_still_reads(tmp_path):

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.workspace import EXECUTORS, POSTGRES_SCHEMES, SQLITE_SCHEME
+
 Handler = Callable[[argparse.Namespace], "Result | int"]
 COMMANDS: dict[str, Handler] = {}
-EXECUTORS = ("local", "ray")
 
 
 def command(key: str) -> Callable[[Handler], Handler]:
@@ -74,17 +75,19 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument("--json", action="store_true", default=default(False),
                         help="print one JSON object on stdout")
     parser.add_argument("--store", metavar="URL", type=_store_url, default=default(None),
-                        help="run store URL (default: the SQLite file in the workspace; "
-                             "PostgreSQL is not supported yet)")
+                        help="run store URL: postgresql://user@host:port/db for a team "
+                             "(default: $LAB2MARKET_STORE, else the SQLite file in the "
+                             "workspace)")
     parser.add_argument("--executor", choices=EXECUTORS, default=default(None),
-                        help="where jobs run (default: local processes; ray is not supported "
-                             "yet)")
+                        help="where the jobs this command starts run: local processes or a "
+                             "Ray cluster (default: $LAB2MARKET_EXECUTOR, else the workspace "
+                             "setting, else local)")
     # Set by the job dispatcher (core.runs.jobs): this process is the body of that job.
     parser.add_argument("--job", default=default(None), help=argparse.SUPPRESS)
 
 
 def _store_url(text: str) -> str:
-    if not text.startswith(("sqlite:///", "postgresql://", "postgres://")):
+    if not text.startswith((SQLITE_SCHEME, *POSTGRES_SCHEMES)):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a store URL (sqlite:///FILE or postgresql://...)")
     return text

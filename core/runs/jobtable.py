@@ -8,40 +8,15 @@ one outcome, and a terminal status is never overwritten.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from core.errors import RunNotFound
 from core.runs.records import ACTIVE, TERMINAL, Job, job_from_row
 
-JOBS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL DEFAULT '',
-    heavy INTEGER NOT NULL DEFAULT 0,
-    argv TEXT NOT NULL,
-    status TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0,
-    total INTEGER NOT NULL DEFAULT 0,
-    message TEXT NOT NULL DEFAULT '',
-    error TEXT,
-    result TEXT,
-    pid INTEGER,
-    pid_start TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created_at);
-CREATE INDEX IF NOT EXISTS jobs_run ON jobs(run_id, kind, key, created_at);
-"""
+if TYPE_CHECKING:
+    from core.runs.db import Database
 
 _PROGRESS_FIELDS = frozenset({"done", "total", "message", "result", "pid", "pid_start"})
 
@@ -49,25 +24,22 @@ _PROGRESS_FIELDS = frozenset({"done", "total", "message", "result", "pid", "pid_
 class JobTable:
     """Job methods of :class:`core.runs.store.Store` (a mixin over its connection)."""
 
-    # Both provided by Store: its connection, and its write transaction (BEGIN IMMEDIATE).
-    _conn: sqlite3.Connection
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _db: Database  # provided by Store: the engine, behind the dialect seam
 
     def create_job(self, run_id: str, kind: str, argv: Sequence[str], key: str = "",
-                   heavy: bool = False) -> Job:
+                   heavy: bool = False, executor: str = "local") -> Job:
         from core.runs.store import new_run_id
 
         job_id = "j" + new_run_id()
         now = time.time()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO jobs (id, run_id, kind, key, heavy, argv, status, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (job_id, run_id, kind, key, int(heavy), json.dumps(list(argv)), now, now))
+        self._db.write(
+            "INSERT INTO jobs (id, run_id, kind, key, heavy, argv, status, created_at, "
+            "updated_at, executor) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (job_id, run_id, kind, key, int(heavy), json.dumps(list(argv)), now, now, executor))
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> Job:
-        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._db.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise RunNotFound(f"No job with id {job_id!r}. `python -m core jobs` lists them.")
         return job_from_row(row)
@@ -78,8 +50,7 @@ class JobTable:
         if key is not None:
             query += " AND key = ?"
             args.append(key)
-        row = self._conn.execute(query + " ORDER BY created_at DESC, id DESC LIMIT 1",
-                                 args).fetchone()
+        row = self._db.one(query + " ORDER BY created_at DESC, id DESC LIMIT 1", args)
         return job_from_row(row) if row else None
 
     def list_jobs(self, statuses: Iterable[str] | None = None, run_id: str | None = None,
@@ -94,8 +65,8 @@ class JobTable:
             clauses.append("run_id = ?")
             args.append(run_id)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._conn.execute(f"SELECT * FROM jobs {where} ORDER BY created_at, id LIMIT ?",
-                                  (*args, limit)).fetchall()
+        rows = self._db.query(f"SELECT * FROM jobs {where} ORDER BY created_at, id LIMIT ?",
+                              (*args, limit))
         return [job_from_row(r) for r in rows]
 
     def active_jobs(self, run_id: str | None = None) -> list[Job]:
@@ -113,9 +84,8 @@ class JobTable:
             fields["result"] = json.dumps(fields["result"], default=str)
         fields["updated_at"] = time.time()
         cols = ", ".join(f"{k} = ?" for k in fields)
-        with self._write() as conn:
-            conn.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status IN ('queued', "
-                         "'running')", (*fields.values(), job_id))
+        self._db.write(f"UPDATE jobs SET {cols} WHERE id = ? AND status IN ('queued', "
+                       "'running')", (*fields.values(), job_id))
 
     def set_job_status(self, job_id: str, status: str, *, expect: Iterable[str] = ACTIVE,
                        error: str | None = None, result: Any = None) -> bool:
@@ -137,38 +107,43 @@ class JobTable:
         expect = tuple(expect)
         query = (f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? "
                  f"AND status IN ({', '.join('?' * len(expect))})")
-        with self._write() as conn:
-            return conn.execute(query, (*args, job_id, *expect)).rowcount > 0
+        return self._db.write(query, (*args, job_id, *expect)) > 0
 
     def request_cancel(self, job_id: str) -> None:
-        with self._write() as conn:
-            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        self._db.write("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
 
     def claim_next_job(self, slots: int) -> Job | None:
         """Mark the next due queued job ``running`` and return it (None when nothing is due).
 
         Light jobs are always due; a heavy one only while fewer than ``slots`` heavy jobs run.
-        Queue order is creation order. One write transaction, so two dispatchers never claim
-        the same job or overfill the slots.
+        Queue order is creation order. One short write transaction under the ``queue`` lock
+        (SQLite: its write lock; PostgreSQL: an advisory lock, so two dispatchers never overfill
+        the slots), the row taken with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a job another
+        transaction holds (a cancel) is passed over, never waited for.
         """
-        with self._write() as conn:
-            running = conn.execute(
+        def claim(tx: Any) -> str | None:
+            self._db.lock(tx, "queue")
+            running = tx.execute(
                 "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND heavy = 1").fetchone()[0]
             query = "SELECT id FROM jobs WHERE status = 'queued'"
             if running >= slots:
                 query += " AND heavy = 0"
-            row = conn.execute(query + " ORDER BY created_at, id LIMIT 1").fetchone()
+            row = tx.execute(query + " ORDER BY created_at, id LIMIT 1"
+                             + self._db.skip_locked).fetchone()
             if row is None:
                 return None
             now = time.time()
-            conn.execute("UPDATE jobs SET status = 'running', started_at = ?, updated_at = ? "
-                         "WHERE id = ?", (now, now, row[0]))
-        return self.get_job(row[0])
+            tx.execute("UPDATE jobs SET status = 'running', started_at = ?, updated_at = ? "
+                       "WHERE id = ?", (now, now, row[0]))
+            return row[0]
+
+        job_id = self._db.transaction(claim)
+        return self.get_job(job_id) if job_id is not None else None
 
     def queue_position(self, job_id: str) -> int:
         """How many heavy jobs are queued before this one (0: it starts next)."""
         job = self.get_job(job_id)
-        return self._conn.execute(
+        return self._db.one(
             "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND heavy = 1 AND "
             "(created_at < ? OR (created_at = ? AND id < ?))",
-            (job.created_at, job.created_at, job.id)).fetchone()[0]
+            (job.created_at, job.created_at, job.id))[0]
