@@ -1,0 +1,91 @@
+"""What the tuning layer costs, and what pruning saves. Prints one JSON object.
+
+One study at parallel 1 (``python -m core tune ... --json``, blocking, as a user runs it), then,
+side by side in the same run:
+
+* ``overhead``: the study's wall time against the sum of its trials' fit times (each trial run's
+  own time: dataset, model, epochs, checkpoints), as a ratio (goal <= 1.1x), with the per-trial
+  gap split into the floor every job process pays in this house (``python -c "import
+  core.train.trainer, optuna"``, measured here) and the rest (the driver's polling, Optuna's
+  storage, the queue hand-off).
+* ``pruning``: trial-epochs run against the same trials unpruned (every trial for all its epochs).
+
+Usage: ``python benchmarks/tune_overhead.py [--trials 8] [--epochs 3] [--model mlp]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.runs.store import Store  # noqa: E402
+from core.tune import trial_runs  # noqa: E402
+
+
+def timed(argv: list[str], home: Path) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, *argv], cwd=ROOT, check=True, capture_output=True,
+                         text=True, env={**os.environ, "LAB2MARKET_HOME": str(home)})
+    return time.perf_counter() - start, out.stdout
+
+
+def study(home: Path, args: argparse.Namespace) -> dict:
+    argv = ["-m", "core", "tune", "--dataset", args.dataset, "--model", args.model,
+            "--epochs", str(args.epochs), "--trials", str(args.trials), "--parallel", "1",
+            "--param", "lr=loguniform:1e-4:1", "--param", "batch_size=choice:32,64,128",
+            "--json"]
+    wall, out = timed(argv, home)
+    return {"wall_s": wall, "summary": json.loads(out)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--model", default="mlp")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        floor = min(timed(["-c", "import core.train.trainer, optuna"], home)[0]
+                    for _ in range(3))
+        found = study(home, args)
+        summary = found["summary"]
+        with Store(home) as store:
+            trials = trial_runs(store, summary["study_id"])
+            fits = [t.duration or 0.0 for t in trials]
+            epochs_run = sum(t.epoch for t in trials)
+    wall, fit = found["wall_s"], sum(fits)
+    gap = (wall - fit) / max(len(trials), 1)
+    unpruned = len(trials) * args.epochs
+    print(json.dumps({
+        "settings": {"trials": args.trials, "epochs": args.epochs, "dataset": args.dataset,
+                     "model": args.model, "parallel": 1, "sampler": summary["sampler"],
+                     "pruner": summary["pruner"], "cpus": os.cpu_count()},
+        "overhead": {
+            "study_wall_s": round(wall, 2), "sum_trial_fit_s": round(fit, 2),
+            "wall_vs_fits": round(wall / fit, 2),  # the goal: <= 1.1x
+            "gap_per_trial_s": round(gap, 2),
+            "job_process_floor_s": round(floor, 2),  # python + torch + optuna, per trial
+            "gap_beyond_floor_per_trial_s": round(gap - floor, 2),
+            "wall_vs_fits_plus_floor": round(wall / (fit + floor * len(trials)), 2)},
+        "pruning": {
+            "trial_states": summary["counts"], "trial_epochs_run": epochs_run,
+            "trial_epochs_unpruned": unpruned,
+            "saved_fraction": round(1 - epochs_run / unpruned, 3) if unpruned else 0.0},
+        "best": {"value": summary["best"]["value"] if summary["best"] else None,
+                 "params": summary["best"]["params"] if summary["best"] else None},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
