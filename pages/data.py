@@ -1,4 +1,5 @@
-"""Data: every dataset (built-in and imported), its classes and samples, imports, augmentations."""
+"""Data: every dataset (built-in and imported), its classes and samples, its health (problems
+found and fixed as new versions), imports, augmentations."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ui.data_views import (
     suggest_name,
 )
 from ui.format import plain
+from ui.health_views import render_health
 from ui.router import require_router
 
 
@@ -144,15 +146,17 @@ except UserError as exc:
 render_overview(info)
 render_distribution(info, dataset)
 if dataset is not None:
-    tabs = st.tabs(["Samples", "Augmentation preview"] if info.modality == "image"
-                   else ["First rows"])
+    tabs = st.tabs(["Samples", "Health", "Augmentation preview"] if info.modality == "image"
+                   else ["First rows", "Health"])
     with tabs[0]:
         if info.modality == "image":
             render_image_grid(info, dataset)
         else:
             render_table_rows(info, dataset)
+    with tabs[1]:
+        render_health(info, dataset)
     if info.modality == "image":
-        with tabs[1]:
+        with tabs[2]:
             render_augmentation_preview(info, dataset)
 if not info.builtin:
     render_delete(info)
