@@ -13,6 +13,7 @@ from ui import state
 from ui.components import render_delete_confirmation, render_runs_table
 from ui.cv_views import render_cv
 from ui.format import plain
+from ui.lr_finder_views import is_lr_find, render_lr_find, render_lr_find_button
 from ui.monitor import render_monitor
 from ui.router import require_router
 from ui.runs import newest_running
@@ -26,6 +27,7 @@ def render_launch(s: Store, infos: dict) -> None:
         st.subheader("New run")
         try:
             submitted = render_new_run_form(infos)
+            render_lr_find_button()
             if submitted is None:
                 return
             config, name = submitted
@@ -56,7 +58,8 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
             state.flash(f"Stopped run {run.id}.", "info")
             st.rerun()
         if c[1].button("Resume", key="train_resume", icon=":material/replay:",
-                       disabled=run.status not in ("interrupted", "cancelled"), width="stretch"):
+                       disabled=run.status not in ("interrupted", "cancelled") or is_lr_find(run),
+                       width="stretch"):
             runs.resume(s, run.id)
             state.flash(f"Resumed run {run.id} from its last checkpoint.", "info")
             st.rerun()
@@ -115,5 +118,8 @@ else:
     render_run_actions(s, run, infos)  # on a CV parent, Stop and Resume act on its folds
     if is_cv_parent(run):
         render_cv(run, below=render_all_runs)
+    elif is_lr_find(run):
+        render_lr_find(s, run)
+        render_all_runs(s)
     else:
         render_monitor(run, below=render_all_runs)  # the table refreshes with the live monitor

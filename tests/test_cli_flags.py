@@ -30,6 +30,7 @@ VALUES: dict[tuple[str, str], tuple[str, object]] = {
     ("data", "pin_memory"): ("", True),
     ("data", "cv"): ("5", 5),
     ("data", "fold"): ("2", 2),
+    ("data", "train_on_val"): ("", True),
     ("model", "name"): ("mlp", "mlp"),
     ("model", "pretrained"): ("", True),
     ("model", "weights"): ("w.pt", "w.pt"),
@@ -52,6 +53,11 @@ VALUES: dict[tuple[str, str], tuple[str, object]] = {
     ("train", "device"): ("cpu", "cpu"),
     ("train", "nproc"): ("2", 2),
     ("train", "max_grad_norm"): ("1.5", 1.5),
+    ("train", "class_weights"): ("", True),
+    ("train", "balanced_sampler"): ("", True),
+    ("train", "resource_every"): ("2.5", 2.5),
+    ("train", "mlflow"): ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("train", "tensorboard"): ("tb", "tb"),
 }
 # Flags that are only valid with another one: that one is given too (and may move).
 NEEDS: dict[tuple[str, str], tuple[tuple[str, str], str]] = {

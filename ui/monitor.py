@@ -29,6 +29,11 @@ from ui.state import active_run_id, store
 LOSS_KEYS = ("train/step_loss", "train/loss", "val/loss")
 ACC_KEYS = ("train/acc", "val/acc")
 OVERLAY_KEYS = ("train/loss", "val/loss", "train/acc", "val/acc")
+# The machine beside the curves (core.train.monitor): chart title, y axis, the keys' suffix.
+RESOURCE_CHARTS = (("CPU (100 = one core)", "%", "sys/cpu_percent"),
+                   ("RAM of the job's processes", "MB", "sys/ram_mb"),
+                   ("GPU utilisation", "%", "/util"), ("GPU memory used", "MB", "/mem_used_mb"),
+                   ("GPU temperature", "°C", "/temp_c"), ("GPU power", "W", "/power_w"))
 CACHE_KEY = "train_series"  # session state: {run_id: {"pid": ..., "series": {...}}}
 MAX_CACHED_RUNS = 4
 REFRESH = 0.5  # seconds: a new metric row reaches the chart well within 2 s
@@ -164,6 +169,8 @@ def render_outcome(s: Store, run: Run) -> None:
         st.info(f"Stopped early: {summary['stop_reason']}")
     if summary.get("skipped_images"):
         st.warning(f"{summary['skipped_images']} unreadable image(s) were skipped.")
+    if summary.get("starvation"):  # core.train.monitor.StarvationHint
+        st.warning(summary["starvation"], icon=":material/hourglass_empty:")
     if run.status == "running" and run.heartbeat:
         silent = time.time() - run.heartbeat
         if silent > 60:
@@ -200,6 +207,28 @@ def render_curves(run: Run, series: dict[str, Series], overlays: list[Overlay]) 
         st.plotly_chart(figures["acc"], key="train_acc_chart")
     if "lr" in figures:
         st.plotly_chart(figures["lr"], key="train_lr_chart")
+    render_resources(run, series, figures)
+
+
+def render_resources(run: Run, series: dict[str, Series], figures: dict) -> None:
+    """CPU, RAM and GPU curves of the job, two a row; GPUs the job never saw are said absent."""
+    charts = [key for key in figures if key.startswith("res:")]
+    if not charts:
+        if run.config.get("train", {}).get("resource_every", 0):
+            st.caption("Machine use appears here a few seconds after the job starts.")
+        return
+    st.markdown("**Machine** · sampled by the job every "
+                f"{run.config['train'].get('resource_every', 5):g} s")
+    for i in range(0, len(charts), 2):
+        row = st.columns(2)
+        for col, key in zip(row, charts[i:i + 2], strict=False):
+            col.plotly_chart(figures[key], key=f"train_{key}_chart")
+    if not any(k.startswith("gpu") for k in series) and run.summary.get("gpus_seen") == 0:
+        st.caption("GPU: none seen by this job (no NVIDIA driver or no GPU): CPU only.")
+    gpu_total = [k for k in series if k.endswith("/mem_total_mb")]
+    if gpu_total:
+        st.caption(" · ".join(f"{k.split('/')[0]}: {series[k][1][-1]:,.0f} MB in all"
+                              for k in sorted(gpu_total)))
 
 
 def _figures(run: Run, series: dict[str, Series], overlays: list[Overlay]) -> dict:
@@ -217,6 +246,12 @@ def _figures(run: Run, series: dict[str, Series], overlays: list[Overlay]) -> di
     if "lr" in series:
         figures["lr"] = curves_figure(series, ("lr",), "Learning rate", "lr", revision=run.id,
                                       height=240, from_zero=True)
+    for title, unit, suffix in RESOURCE_CHARTS:
+        keys = sorted(k for k in series if k.endswith(suffix) and "/" in k
+                      and k.split("/")[0] in ("sys", *_gpus(series)))
+        if keys:
+            figures[f"res:{suffix}"] = curves_figure(series, keys, title, unit, revision=run.id,
+                                                     height=220, from_zero=True)
     st.session_state["train_figures"] = (signature, figures)
     return figures
 
@@ -241,3 +276,7 @@ def render_events(s: Store, run: Run) -> None:
     with st.expander(f"Events ({len(events)})"):
         for e in reversed(events):
             st.text(f"{fmt.timestamp(e.time)}  {e.level:7}  {e.kind}: {e.message}")
+
+
+def _gpus(series: dict[str, Series]) -> set[str]:
+    return {k.split("/")[0] for k in series if k.startswith("gpu") and "/" in k}

@@ -29,10 +29,12 @@ _FIELDS: dict[str, tuple[str, str]] = {
     **{f: ("train", f) for f in (
         "epochs", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "step_size",
         "gamma", "label_smoothing", "amp", "grad_accum", "patience", "monitor", "mode", "seed",
-        "device", "nproc", "max_grad_norm")},
+        "device", "nproc", "max_grad_norm", "class_weights", "balanced_sampler",
+        "resource_every", "mlflow", "tensorboard")},
 }
 # Optional fields: None is shown as 0 or "" in the widget.
-_NONE_AS = {"image_size": 0, "patience": 0, "max_grad_norm": 0.0, "weights": ""}
+_NONE_AS = {"image_size": 0, "patience": 0, "max_grad_norm": 0.0, "weights": "", "mlflow": "",
+            "tensorboard": ""}
 # Cross-validation from the form: a switch and K (``data.cv``; the CLI allows more folds).
 CV_FOLDS = (2, 10)
 CV_DEFAULT = 5
@@ -242,3 +244,23 @@ def _render_advanced(info: Any) -> None:
     c[1].text_input("Weights file", key="train_weights",
                     help="A torchvision state dict or another run's checkpoint (path on the "
                          "server). Leave empty to start from scratch.")
+    _render_balance_and_tracking()
+
+
+def _render_balance_and_tracking() -> None:
+    c = st.columns(3)
+    c[0].checkbox("Class weights", key="train_class_weights",
+                  help="Weight the loss by inverse class frequency (imbalanced classes).")
+    c[1].checkbox("Balanced sampler", key="train_balanced_sampler",
+                  help="Draw training samples so every class is equally likely (with "
+                       "replacement). Resumes exactly, works with DDP.")
+    c[2].number_input("Machine sampling (s)", 0.0, 600.0, key="train_resource_every", step=1.0,
+                      help="Seconds between CPU/RAM/GPU samples drawn under the curves. 0: off.")
+    tracking = ("Empty: the workspace setting (`python -m core trackers`); off: not this run.")
+    c = st.columns(2)
+    c[0].text_input("MLflow tracking URI", key="train_mlflow", placeholder="http://127.0.0.1:5000",
+                    help="Also log params, metrics, checkpoint and ONNX files to MLflow. "
+                         + tracking)
+    c[1].text_input("TensorBoard folder", key="train_tensorboard", placeholder="/path/to/tb",
+                    help="Also write TensorBoard scalars and hparams (one subfolder per run). "
+                         + tracking)

@@ -98,7 +98,7 @@ class StoreLogger(Callback):
                               heartbeat=time.time())
 
     def on_batch_end(self, trainer: Trainer, step: int, loss: float | None) -> None:
-        if loss is not None:
+        if loss is not None and math.isfinite(loss):  # a diverging run must not fail on NaN
             self._pending.append((step, "train/step_loss", loss))
         now = time.monotonic()
         if now - self._last_flush >= self.every_s:
