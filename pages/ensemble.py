@@ -35,7 +35,9 @@ from ui.router import require_router
 from ui.runs import pick_run, run_label
 
 PAGES = {"Evaluate": ("pages/evaluate.py", ":material/analytics:"),
-         "Predict": ("pages/predict.py", ":material/online_prediction:")}
+         "Predict": ("pages/predict.py", ":material/online_prediction:"),
+         "Explain": ("pages/explain.py", ":material/psychology:"),
+         "Deploy": ("pages/deploy.py", ":material/cloud_upload:")}
 
 
 def pick_members(s: Store, runs: list[Run]) -> list[Run]:
@@ -91,7 +93,7 @@ def render_build(s: Store) -> None:
 
 
 def render_links(run: Run) -> None:
-    """Open the ensemble on Evaluate or Predict, as the active run."""
+    """Open the ensemble on Evaluate, Predict, Explain or Deploy, as the active run."""
     cols = st.columns(len(PAGES) + 2)
     for col, (title, (page, icon)) in zip(cols, PAGES.items(), strict=False):
         if col.button(title, key=f"ensemble_open_{title.lower()}", icon=icon, width="stretch"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_json, wait_for
+from conftest import run_cli, run_json, wait_for
 
 from core import runs
 from core.config import RunConfig
@@ -52,14 +52,39 @@ def test_stratified_folds_refuse_impossible_counts():
         stratified_folds(np.arange(3), np.zeros(3), 4)
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"cv": 1}, "cv must be from 2"), ({"fold": 0}, "fold needs cv"),
-    ({"cv": 3, "fold": 3}, "fold must be from 0 to 2")])
-def test_bad_fold_configs_are_refused(data, message):
+@pytest.mark.parametrize(("data", "train", "message"), [
+    ({"cv": 1}, {}, "cv must be from 2"), ({"fold": 0}, {}, "fold needs cv"),
+    ({"cv": 3, "fold": 3}, {}, "fold must be from 0 to 2"),
+    ({"train_on_val": True, "cv": 3}, {}, "drop one of --cv and --train-on-val"),
+    ({"train_on_val": True}, {"patience": 2}, "early stopping on val/loss cannot run")])
+def test_bad_fold_configs_are_refused(data, train, message):
     raw = RunConfig().to_dict()
     raw["data"].update(data)
+    raw["train"].update(train)
     with pytest.raises(InvalidConfig, match=message):
         RunConfig.from_dict(raw)
+
+
+def test_train_on_val_trains_on_train_and_val_and_needs_a_test_split(ws, tmp_path: Path):
+    from core.data.folds import with_val_in_train
+    from core.train.trainer import Trainer
+
+    raw = RunConfig().to_dict()
+    raw["data"].update(dataset="wine", train_on_val=True)
+    raw["model"]["name"] = "mlp"
+    config = RunConfig.from_dict(raw)
+    dataset, seen = load_dataset(ws, "wine"), load_for_config(ws, config.data)
+    pool = np.concatenate([dataset.indices("train"), dataset.indices("val")])
+    np.testing.assert_array_equal(seen.indices("train"), np.sort(pool))
+    np.testing.assert_array_equal(seen.indices("test"), dataset.indices("test"))
+    assert seen.size("val") == 0
+    trainer = Trainer(ws, config, tmp_path)
+    trainer.setup()
+    assert len(trainer.train_loader.dataset) == len(pool) and trainer.validate() == {}
+    no_test = dataset.with_splits({"train": dataset.indices("train"),
+                                   "val": dataset.indices("val")})
+    with pytest.raises(InvalidConfig, match="needs a held-out test split"):
+        with_val_in_train(no_test)
 
 
 def test_the_trainer_trains_and_validates_on_its_fold(ws, tmp_path: Path):
@@ -116,6 +141,38 @@ def test_cv_5_on_wine_from_the_cli(home: Path):
     assert evaluated["overall"]["samples"] == len(vals[0])
     run_json("delete", out["run_id"], home=home)
     assert run_json("runs", home=home)["runs"] == []
+
+
+def test_the_final_model_trains_on_train_and_val_for_the_folds_mean_best_epoch(home: Path):
+    from core.runs import create_run
+    from core.workspace import Workspace
+
+    with Workspace.open(home) as opened:  # a CV whose two folds ended (best epochs 1 and 2)
+        store = opened.store
+        parent = create_run(store, cv_config(k=2), kind="cv")
+        for fold, best in enumerate((1.0, 2.0)):
+            raw = cv_config(k=2).to_dict()
+            raw["data"]["fold"] = fold
+            run = create_run(store, RunConfig.from_dict(raw), kind="cv_fold",
+                             parent_run=parent.id)
+            store.update_run(run.id, summary={"best_epoch": {"epoch": best}})
+            store.set_status(run.id, "running")
+            store.set_status(run.id, "completed")
+    refused = run_cli("cv-final", run.id, home=home, check=False)  # a fold is not a CV
+    assert refused.returncode == 2 and "is not a cross-validation" in refused.stderr
+
+    final = run_json("cv-final", parent.id, home=home)
+    assert final["status"] == "completed" and final["epochs"] == 2  # round(mean(1, 2))
+    assert not any(k.startswith("val/") for k in final["final"])  # nothing left to validate on
+    with Workspace.open(home) as opened:
+        run = opened.store.get_run(final["run_id"])
+        assert (run.kind, run.parent_run, run.config["data"]["train_on_val"]) == (
+            "trained", parent.id, True)
+        assert run.config["train"]["patience"] is None
+        checkpoints = opened.run_dir(run.id) / "checkpoints"
+        assert (checkpoints / "last.pt").is_file() and not (checkpoints / "best.pt").exists()
+    status = run_json("status", parent.id, home=home)
+    assert status["final_runs"] == [{"run_id": run.id, "status": "completed", "epochs": 2}]
 
 
 def test_cancel_and_resume_a_cv_parent(workspace):

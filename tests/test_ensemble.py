@@ -17,7 +17,7 @@ from conftest import open_page, train_run
 from core.analyze import combiners
 from core.analyze import evaluate as ev
 from core.analyze.ensemble import combiner_path, create_ensemble, diversity
-from core.errors import InvalidConfig, InvalidRunState
+from core.errors import InvalidConfig
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +166,6 @@ def test_predicting_files_combines_members_of_different_input_sizes(ws, members,
         np.stack([r.probs for r in predict_files(load_run(ws, m), files[:-1])])
         for m in trio], axes=1)
     np.testing.assert_allclose(np.stack([r.probs for r in results[:-1]]), expected, atol=1e-6)
-
-
-def test_explain_and_export_refuse_an_ensemble_with_one_line(ws, ensembles):
-    from core.models.loaded import load_run
-
-    with pytest.raises(InvalidRunState, match="not yet supported for ensembles"):
-        load_run(ws, ensembles["soft"]).model  # noqa: B018  (what explain and export use)
 
 
 def test_members_of_different_datasets_are_refused(ws, members):

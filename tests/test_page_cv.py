@@ -59,7 +59,10 @@ def test_cv_from_the_form_to_the_final_model(home: Path) -> None:
     at.button(key="train_cv_final").click().run()
     assert_clean(at)
     final = store.get_run(at.session_state["active_run"])
-    assert final.id != parent.id and final.kind == "trained" and final.parent_run is None
+    assert final.id != parent.id and final.kind == "trained" and final.parent_run == parent.id
     assert final.config["data"]["cv"] is None and final.config["data"]["fold"] is None
+    assert final.config["data"]["train_on_val"] is True  # all of train+val, test held out
     assert final.config["train"]["epochs"] == 1 and final.dataset == "wine"
+    at = open_page("pages/train.py", active_run=parent.id)  # a second click is refused
+    assert at.button(key="train_cv_final").disabled
     runs.cancel(store, final.id)  # the test ends here: leave nothing running

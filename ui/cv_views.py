@@ -15,7 +15,6 @@ import pandas as pd
 import streamlit as st
 
 from core import runs
-from core.config import RunConfig
 from core.errors import RunNotFound, UserError
 from core.runs.cv import fold_runs, sync
 from core.runs.series import Series, epoch_rows, merge
@@ -253,33 +252,31 @@ def _row(model: str, metric: str, stats: dict[str, Any], values: list, columns: 
     return row
 
 
-def final_config(parent_config: dict[str, Any], epochs: int) -> RunConfig:
-    """The parent's config as one normal training run of ``epochs`` epochs (no ``cv``/``fold``)."""
-    raw = RunConfig.from_dict(parent_config).to_dict()
-    raw["data"].update(cv=None, fold=None)
-    raw["train"]["epochs"] = epochs
-    return RunConfig.from_dict(raw)
-
-
 def render_final_model(parent: Run, summary: dict[str, Any]) -> None:
-    best = summary["best_epoch"]
-    epochs = max(1, round(best["mean"])) if best else None
+    """The final model: its runs so far, and the button that trains one on all of train+val."""
+    from core.data.folds import TRAIN_ON_VAL_NOTE
+    from core.runs.cv import launch_final
+
+    best, epochs = summary["best_epoch"], summary["final_epochs"]
     if best:
         st.caption(f"Best epoch over the folds: {best['mean']:.1f} ± {best['std']:.1f}.")
+    for final in summary["final_runs"]:
+        st.caption(f"Final model `{final['run_id']}`: {final['status']}, {final['epochs']} "
+                   "epoch(s) on train+val.")
+    busy = any(f["status"] in ("queued", "running") for f in summary["final_runs"])
     clicked = st.button(
-        "Train the final model", key="train_cv_final", type="primary", disabled=epochs is None,
-        icon=":material/model_training:",
+        "Train the final model", key="train_cv_final", type="primary",
+        disabled=epochs is None or busy, icon=":material/model_training:",
         help=f"A normal run with this config for {epochs or '?'} epoch(s) (the folds' mean best "
-             "epoch), trained on the train split and validated on val like any run; the test "
-             "split stays held out for Evaluate.")
+             f"epoch) on all of train+val. {TRAIN_ON_VAL_NOTE}")
     if not clicked or epochs is None:
         return
     try:
-        run = runs.launch(store(), final_config(parent.config, epochs),
-                          name=f"{parent.name or parent.id} final")
+        run = launch_final(store(), parent.id, epochs)
     except UserError as exc:
         st.error(str(exc))
         return
     set_active_run(run.id)
-    flash(f"Launched the final model {run.id} ({epochs} epoch(s)) in the background.")
+    flash(f"Launched the final model {run.id} ({epochs} epoch(s)) in the background. "
+          f"{TRAIN_ON_VAL_NOTE}")
     st.rerun()

@@ -41,10 +41,12 @@ NOT_MEMBERS = ("ensemble", "cv", "cv_fold")  # an ensemble of ensembles, or of C
 
 
 def member_options(s: Store) -> list[Run]:
-    """Runs that may be members, newest first: completed, with a checkpoint, not an ensemble or
-    a cross-validation fold (each is validated on its own fold)."""
+    """Runs that may be members, newest first: completed, with a checkpoint, not an ensemble, a
+    cross-validation fold (each is validated on its own fold) or a run trained on val (the
+    combiner is fitted on val)."""
     return [r for r in s.list_runs(limit=RECENT, status="completed")
-            if r.kind not in NOT_MEMBERS and has_checkpoint(r)]
+            if r.kind not in NOT_MEMBERS and not r.config["data"].get("train_on_val")
+            and has_checkpoint(r)]
 
 
 def default_members(runs: Sequence[Run], s: Store) -> list[str]:

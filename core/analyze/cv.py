@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core.runs.cv import fold_runs, sync
+from core.runs.cv import best_epochs, final_epochs, final_runs, fold_runs, sync
 from core.runs.records import TERMINAL, Run
 from core.workspace import Workspace
 
@@ -38,13 +38,15 @@ def cv_summary(ws: Workspace, parent_id: str) -> dict[str, Any]:
         "ended": ended, "folds": [_fold(f) for f in folds],
         "not_completed": {s: [f.id for f in folds if f.status == s]
                           for s in ("failed", "cancelled", "interrupted")},
-        "metrics": {}, "best_epoch": None, "baseline": {},
+        "metrics": {}, "best_epoch": None, "final_epochs": None, "baseline": {},
+        "final_runs": [{"run_id": r.id, "status": r.status, "epochs": r.config["train"]["epochs"]}
+                       for r in final_runs(ws.store, parent_id)],
     }
     if ended and completed:
         summary["metrics"] = aggregate([f.summary.get("final", {}) for f in completed])
-        epochs = [f.summary.get("best_epoch", {}).get("epoch") for f in completed]
-        epochs = [e for e in epochs if e is not None]
+        epochs = best_epochs(completed)
         summary["best_epoch"] = _stats(epochs) if epochs else None
+        summary["final_epochs"] = final_epochs(completed)
     if ended:
         summary["baseline"] = baseline(ws, parent)
     return summary

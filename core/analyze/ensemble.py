@@ -52,6 +52,11 @@ def combiner_path(ws: Workspace, run_id: str) -> Path:
     return ws.run_dir(run_id) / ENSEMBLE_FILE
 
 
+def is_ensemble(loaded: Any) -> bool:
+    """Whether a loaded run (``core.models.loaded.load_run``) is an ``EnsembleRun``."""
+    return hasattr(loaded, "members") and hasattr(loaded, "combiner")
+
+
 def members_of(run: Run) -> tuple[list[str], str]:
     """The member run ids and the method an ensemble run's config names."""
     section = run.config.get("ensemble")
@@ -113,6 +118,10 @@ def check_members(ws: Workspace, members: Sequence[str]) -> list[Run]:
             # Its val split is its own fold: fitting on the members' val would mix splits.
             raise InvalidConfig(f"Run {r.id} is a cross-validation fold, validated on its own "
                                 "fold: use the final model trained on all of train+val.")
+        if r.config["data"].get("train_on_val"):
+            # The combiner is fitted on val: a member that trained on it would look perfect.
+            raise InvalidConfig(f"Run {r.id} trained on the validation split (train_on_val), "
+                                "which the ensemble is fitted on: use runs validated on val.")
         if checkpoint_signature(ws, r.id) is None:
             raise InvalidRunState(f"Run {r.id} has no checkpoint yet: train it for at least "
                                   "one epoch before using it in an ensemble.")

@@ -1,18 +1,47 @@
 """Cross-validation in the CLI: ``train ... --cv K`` launches and follows the folds, ``status``
-shows a CV parent's folds and mean +- std. Helpers for ``core.cli.train`` and
-``core.cli.runs``, not a command module of its own."""
+shows a CV parent's folds and mean +- std (helpers for ``core.cli.train`` and
+``core.cli.runs``), and ``cv-final PARENT [--epochs N] [--detach]`` trains the final model on
+all of train+val for the folds' mean best epoch."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from typing import Any
 
-from core.cli.base import Result
+from core.cli.base import Result, add_command, command
 from core.config import RunConfig
 from core.runs import reconcile
 from core.runs.records import TERMINAL
 from core.workspace import Workspace
+
+
+def add_parsers(sub) -> None:
+    p = add_command(sub, "cv-final", "train the final model of a cross-validation on all of "
+                                     "train+val (the test split stays held out)")
+    p.add_argument("parent", metavar="PARENT", help="the cross-validation's parent run")
+    p.add_argument("--epochs", type=int, help="epochs to train (default: the folds' mean best "
+                                              "epoch)")
+    p.add_argument("--detach", action="store_true", help="run in the background")
+
+
+@command("cv-final")
+def cv_final(args: argparse.Namespace) -> Result:
+    from core.cli.runs import follow, report, run_payload
+    from core.data.folds import TRAIN_ON_VAL_NOTE
+    from core.errors import InvalidConfig
+    from core.runs.cv import launch_final
+
+    if args.epochs is not None and args.epochs < 1:
+        raise InvalidConfig(f"--epochs must be at least 1, got {args.epochs}.")
+    run = launch_final(args.ws.store, args.parent, args.epochs)
+    what = f"final model {run.id} of {args.parent} ({run.total_epochs} epoch(s))"
+    if args.detach:
+        return Result(run_payload(run), f"Launched the {what} in the background "
+                                        f"(`python -m core status {run.id}`). {TRAIN_ON_VAL_NOTE}")
+    print(f"{what}. {TRAIN_ON_VAL_NOTE}", file=sys.stderr)
+    return report(follow(args.ws.store, run.id))
 
 
 def train_cv(ws: Workspace, config: RunConfig, name: str, detach: bool) -> Result:
@@ -82,8 +111,12 @@ def render(summary: dict[str, Any]) -> str:
         lines.append("mean +- std: when every fold has ended")
     if summary["best_epoch"]:
         best = summary["best_epoch"]
-        lines.append(f"best epoch: {best['mean']:.1f} +- {best['std']:.1f} (a final model on "
-                     "train+val could train that long)")
+        lines.append(f"best epoch: {best['mean']:.1f} +- {best['std']:.1f} (`python -m core "
+                     f"cv-final {summary['run_id']}` trains the final model on train+val for "
+                     f"{summary['final_epochs']})")
+    for final in summary.get("final_runs", []):
+        lines.append(f"final model {final['run_id']}: {final['status']} ({final['epochs']} "
+                     "epoch(s) on train+val)")
     for model, metrics in summary["baseline"].items():
         if model == "error":
             lines.append(f"baseline: {metrics}")

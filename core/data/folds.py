@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from core.workspace import Workspace
 
 CV_SEED = SPLIT_SEED
+NO_TEST_SPLIT = ("train_on_val needs a held-out test split, and {dataset} has none: re-import it "
+                 "with a test split, or train on train and validate on val.")
+TRAIN_ON_VAL_NOTE = ("It trains on train+val with no validation split: no early stopping and no "
+                     "best epoch on val (the last epoch's weights are kept); the test split is "
+                     "its only score.")
 
 
 def stratified_folds(pool: np.ndarray, labels: np.ndarray, k: int,
@@ -58,11 +63,32 @@ def with_fold(dataset: Dataset, k: int, fold: int) -> Dataset:
     return dataset.with_splits(fold_splits(dataset, k, fold))
 
 
+def with_val_in_train(dataset: Dataset) -> Dataset:
+    """The dataset as a ``train_on_val`` run sees it: train+val to train on, no validation
+    split, the test split untouched (and required: it is the only honest score left)."""
+    if not dataset.size("test"):
+        raise InvalidConfig(NO_TEST_SPLIT.format(dataset=dataset.info.name))
+    pool = np.concatenate([dataset.indices("train"), dataset.indices("val")])
+    return dataset.with_splits({"train": np.sort(pool), "val": pool[:0],
+                                "test": dataset.indices("test")})
+
+
+def check_train_on_val(ws: Workspace, data: DataConfig) -> None:
+    """Refuse a ``train_on_val`` config before it is queued when the dataset has no test split."""
+    from core.data.registry import get_info
+
+    if data.train_on_val and not get_info(ws, data.dataset).split_counts.get("test", 0):
+        raise InvalidConfig(NO_TEST_SPLIT.format(dataset=data.dataset))
+
+
 def load_for_config(ws: Workspace, data: DataConfig) -> Dataset:
-    """The dataset a run with this data config trains on: its fold when it is a CV fold run."""
+    """The dataset a run with this data config trains on: its fold when it is a CV fold run,
+    train+val as its training split when it trains on val."""
     from core.data.registry import load_dataset
 
     dataset = load_dataset(ws, data.dataset)
     if data.cv is not None and data.fold is not None:
         return with_fold(dataset, data.cv, data.fold)
+    if data.train_on_val:
+        return with_val_in_train(dataset)
     return dataset

@@ -97,6 +97,8 @@ def model_card(m: dict[str, Any]) -> str:
 
 
 def _checks(m: dict[str, Any]) -> list[str]:
+    from core.deploy.ensemble_export import ensemble_check_line
+
     checks = m.get("checks", {})
     out = [f"- exporter: {m.get('exporter')}"]
     if "onnx_checker" in checks:
@@ -108,6 +110,8 @@ def _checks(m: dict[str, Any]) -> list[str]:
             extra = f" (tolerance {diffs['tolerance']:g})" if "tolerance" in diffs else ""
             out.append(f"- {name.replace('_', ' ')}, max |difference| of the logits: "
                        f"{text}{extra}")
+        elif isinstance(diffs, dict) and "max_abs_diff_probability" in diffs:
+            out.append(ensemble_check_line(m, diffs))
         elif isinstance(diffs, dict) and "top1_agreement" in diffs:
             out.append(f"- {name.replace('_', ' ')}: top-1 agreement with PyTorch "
                        f"{_pct(diffs['top1_agreement'])}, max |difference| of the logits "

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.analyze.ensemble import is_ensemble
 from core.deploy import bundle as bundles
 from core.deploy.card import dockerfile, model_card, requirements
 from core.deploy.convert import (
@@ -35,6 +36,7 @@ from core.deploy.convert import (
     to_torchscript,
     torch_logits,
 )
+from core.deploy.ensemble_export import add_to_manifest
 from core.deploy.latency import Variant, add_accuracy, add_ratios, build_variants, measure
 from core.deploy.runtime.manifest import MANIFEST, sha256_file, write_manifest
 from core.errors import InvalidConfig
@@ -178,6 +180,8 @@ def _onnx(loaded: LoadedRun, data: EvalData, staging: Path, quantize: str | None
     manifest: dict[str, Any] = {"format": "onnx", "precision": "fp32", "model_file": fp32.name,
                                 "exporter": exporter, **signature}
     served = fp32
+    if is_ensemble(loaded):  # one graph: also checked against the Python ensemble itself
+        add_to_manifest(loaded, manifest, checks, lambda x: ort_logits(session, x), data.split)
     if quantize:
         step("quantizing to int8")
         int8 = staging / "model.int8.onnx"

@@ -1,11 +1,15 @@
-"""An ensemble run, loaded for inference: its members' ``LoadedRun`` and its fitted combiner.
+"""An ensemble run, loaded for inference: its members' ``LoadedRun``, its fitted combiner and
+the two ways to run them.
 
-``core.models.loaded.load_run`` returns an ``EnsembleRun`` for a run of kind ``ensemble``, so
-Predict (files, rows) works on it unchanged: it offers what prediction uses (``classes``,
-``info``, ``predict_raw``, ``predict_proba``, ``preprocess`` for tables and equal input sizes).
-Each member preprocesses raw inputs with its own preprocessing, so image members may use
-different input sizes. What needs one network (``model``: explain, export) is refused with one
-line for now.
+``core.models.loaded.load_run`` returns an ``EnsembleRun`` for a run of kind ``ensemble``, and
+it offers what a ``LoadedRun`` does, so Predict, Explain and Export work on it unchanged:
+
+- ``predict_raw`` (Predict's files): each member preprocesses the raw inputs its own way (its
+  own input size), and ``core.analyze.combiners.combine`` combines them: what Evaluate stores.
+- ``model`` (explain, export, ``predict_proba`` of a preprocessed batch): the ensemble as ONE
+  network, ``core.models.ensemble_graph.EnsembleGraph``, on the shared ``preprocess`` at the
+  ensemble's ``image_size``. For members of one input size (and tables) it equals the first
+  way; a member of another size sees the shared input resized in the graph.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.analyze.combiners import EPS, combine
+from core.analyze.combiners import combine
 from core.checkpoint import file_signature
 from core.data import DatasetInfo
-from core.errors import InvalidRunState
+from core.errors import InvalidConfig
 from core.models.loaded import LoadedRun
 from core.workspace import Workspace
 
@@ -43,55 +47,70 @@ class EnsembleRun:
 
     @property
     def config(self) -> Any:
-        """The first member's ``RunConfig`` (the dataset section is shared by all members)."""
-        return self.members[0].config
+        """The first member's ``RunConfig`` (the dataset section is shared by all members),
+        with the model named ``ensemble``."""
+        from dataclasses import replace
+
+        first = self.members[0].config
+        return replace(first, model=replace(first.model, name="ensemble"))
 
     @property
     def image_size(self) -> int | None:
-        sizes = {m.image_size for m in self.members}
-        return sizes.pop() if len(sizes) == 1 else None
+        """The ensemble's input size (None for tables): ``ensemble_graph.input_size``."""
+        from core.models.ensemble_graph import input_size
+
+        native = self.info.image_size if self.info.builtin else None
+        return input_size([m.image_size for m in self.members], native)
 
     @property
     def shares_preprocess(self) -> bool:
         """Whether one preprocessed tensor fits every member (tables; equal image sizes)."""
         return self.info.modality == "tabular" or len({m.image_size for m in self.members}) == 1
 
-    @property
+    @cached_property
     def preprocess(self) -> Any:
-        if not self.shares_preprocess:
-            raise self.unsupported("explain and export (its members use different input "
-                                   "sizes)")
-        return self.members[0].preprocess
+        """The shared preprocessing of ``model``'s input (at ``image_size``)."""
+        from core.data.transforms import make_preprocess
 
-    @property
-    def model(self) -> Any:
-        raise self.unsupported("explain and export")
+        return make_preprocess(self.info, self.image_size)
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        """The ensemble as one network (members and combiner): ``EnsembleGraph``."""
+        from core.models.ensemble_graph import EnsembleGraph
+
+        graph = EnsembleGraph([m.model for m in self.members],
+                              [m.image_size for m in self.members], self.combiner,
+                              len(self.classes), self.image_size)
+        return graph.to(self.device).eval()
+
+    def member(self, run_id: str) -> LoadedRun:
+        """The loaded member ``run_id``; refused with the members' ids if it is not one."""
+        for loaded in self.members:
+            if loaded.run_id == run_id:
+                return loaded
+        members = ", ".join(m.run_id for m in self.members)
+        raise InvalidConfig(f"Run {run_id} is not a member of ensemble {self.run_id}; its "
+                            f"members are {members}.")
 
     @cached_property
     def checkpoint_signature(self) -> str:
         return file_signature(self.checkpoint)
 
-    def predict_proba(self, batch: torch.Tensor) -> np.ndarray:
-        """Combined probabilities of an already preprocessed batch (shared preprocessing)."""
-        if not self.shares_preprocess:
-            raise self.unsupported("predicting a preprocessed tensor (its members use "
-                                   "different input sizes)")
-        return combine(self.combiner, [m.predict_proba(batch) for m in self.members])
-
+    @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Log of the combined probabilities: a softmax of them gives the probabilities back."""
-        return torch.from_numpy(np.log(np.maximum(self.predict_proba(batch), EPS))).float()
+        """Log of the combined probabilities (``model``): a softmax gives them back."""
+        return self.model(batch.to(self.device)).float().cpu()
+
+    def predict_proba(self, batch: torch.Tensor) -> np.ndarray:
+        """Combined probabilities of a batch preprocessed with ``preprocess`` (``model``)."""
+        return torch.softmax(self.logits(batch), dim=1).numpy()
 
     def predict_raw(self, raws: Iterable[Any]) -> np.ndarray:
         """Combined probabilities of raw inputs (PIL images or feature rows), each member
         preprocessing them its own way."""
         raws = list(raws)
         return combine(self.combiner, [m.predict_raw(raws) for m in self.members])
-
-    def unsupported(self, what: str) -> InvalidRunState:
-        members = ", ".join(m.run_id for m in self.members)
-        return InvalidRunState(f"Run {self.run_id} is an ensemble: {what} is not yet supported "
-                               f"for ensembles; use one of its members ({members}).")
 
 
 def load_ensemble(ws: Workspace, run_id: str, device: str = "cpu") -> EnsembleRun:

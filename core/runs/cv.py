@@ -125,6 +125,66 @@ def resume_cv(store: Store, parent_id: str) -> Run:
     return sync(store, parent_id)
 
 
+# -- the final model --------------------------------------------------------------------------
+
+
+def best_epochs(folds: list[Run]) -> list[float]:
+    """The best epoch (by the monitored metric) of each completed fold that recorded one."""
+    epochs = [f.summary.get("best_epoch", {}).get("epoch") for f in folds
+              if f.status == "completed"]
+    return [float(e) for e in epochs if e is not None]
+
+
+def final_epochs(folds: list[Run]) -> int | None:
+    """The final model's epochs: the folds' mean best epoch, rounded (None without one)."""
+    epochs = best_epochs(folds)
+    return max(1, round(sum(epochs) / len(epochs))) if epochs else None
+
+
+def final_config(parent_config: dict, epochs: int) -> RunConfig:
+    """The parent's config as one run on all of train+val for ``epochs`` epochs: no folds, no
+    validation split, so no early stopping on it (``data.train_on_val``)."""
+    raw = RunConfig.from_dict(parent_config).to_dict()
+    raw["data"].update(cv=None, fold=None, train_on_val=True)
+    raw["train"].update(epochs=epochs, patience=None)
+    return RunConfig.from_dict(raw)
+
+
+def final_runs(store: Store, parent_id: str) -> list[Run]:
+    """The final models trained from the parent, oldest first."""
+    return store.child_runs(parent_id, kind="trained")
+
+
+def launch_final(store: Store, parent_id: str, epochs: int | None = None) -> Run:
+    """Queue the final model of CV ``parent_id``: a normal run (kind ``trained``, parent the CV)
+    on all of train+val for ``epochs`` epochs (default: the folds' mean best epoch)."""
+    from core.data.folds import TRAIN_ON_VAL_NOTE, check_train_on_val
+
+    parent = store.get_run(parent_id)
+    if not is_cv_parent(parent):
+        raise InvalidRunState(f"Run {parent_id} is not a cross-validation (its kind is "
+                              f"{parent.kind}): give the id `train --cv K` printed.")
+    parent, folds = sync(store, parent_id), fold_runs(store, parent_id)
+    if parent.is_active:
+        raise InvalidRunState(f"Cross-validation {parent_id} is {parent.status}: wait until "
+                              "its folds have ended, so their best epochs are known.")
+    busy = [r.id for r in final_runs(store, parent_id) if r.is_active]
+    if busy:
+        raise InvalidRunState(f"The final model {busy[0]} of {parent_id} is already training: "
+                              "wait for it, or cancel it first.")
+    epochs = epochs or final_epochs(folds)
+    if epochs is None:
+        raise InvalidRunState(f"No fold of {parent_id} completed with a best epoch: give the "
+                              "epochs (--epochs N), or resume the cross-validation first.")
+    config = final_config(parent.config, epochs)
+    check_train_on_val(Workspace.of(store), config.data)
+    run = create_run(store, config, f"{parent.name or parent.id} final", parent_run=parent.id)
+    store.add_event(run.id, "queued", f"Final model of cross-validation {parent_id}: "
+                                      f"{epochs} epoch(s). {TRAIN_ON_VAL_NOTE}")
+    enqueue_training(store, run.id)
+    return store.get_run(run.id)
+
+
 def _describe(folds: list[Run]) -> str:
     counts: dict[str, int] = {}
     for fold in folds:
