@@ -11,10 +11,14 @@
    these on the file's path and mtime). Ratios: cold (b) over reading the file, and cold (b)
    plus the metrics over the second open.
 3. ``large_split``: 10,000 generated ``shapes`` images at 32 px (a run trained on shapes at
-   32 px), predicted in batches with a progress callback: throughput, batches, progress calls,
-   the bound on input memory (one batch) and the peak resident memory growth.
+   32 px), predicted in batches with a progress callback: throughput, batches, progress calls;
+   then memory *measured*: the peak resident memory a fresh process grows by while it predicts
+   the split in batches, and while it predicts it in one batch (what holding every input at once
+   costs).
 
-Prints one JSON object. ``--threads N`` sets torch's intra-op threads (default: torch's own).
+Prints one JSON object. ``--threads N`` sets torch's intra-op threads (default: torch's own), in
+this process and in every subprocess (the CLI's through ``OMP_NUM_THREADS``). The CLI row runs
+``evaluate --no-calibrate`` (no validation pass for temperature scaling), and says so.
 
     python benchmarks/evaluate_latency.py [--home DIR] [--run RUN] [--large 10000] [--threads N]
 """
@@ -59,6 +63,43 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "loop": preds.seconds, "n
 """
 
 
+# A fresh process predicting the large split with a given batch size: its peak resident memory
+# growth (ru_maxrss) over what it held once the run and the images were loaded.
+MEMORY_SNIPPET = """
+import json, resource, sys
+import numpy as np
+from core.analyze.evaluate import predict_split
+from core.data.dataset import ArrayDataset
+from core.data.registry import load_dataset
+from core.data.shapes import generate_shapes
+from core.models.loaded import load_run
+from core.workspace import Workspace
+{threads}
+ws = Workspace.open(sys.argv[2])
+loaded = load_run(ws, sys.argv[1])
+n, batch = int(sys.argv[3]), int(sys.argv[4])
+images, labels, _ = generate_shapes(n=n, size=32, seed=7)
+info = load_dataset(ws, "shapes").info.copy()
+info.split_counts = {{"train": 0, "val": 0, "test": n}}
+dataset = ArrayDataset(info, images, labels, {{"test": np.arange(n)}})
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+before = rss_mb()
+predict_split(loaded, dataset, "test", batch_size=batch)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"peak_growth_mb": peak - before}}))
+"""
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The environment of a subprocess that must run on ``threads`` torch threads."""
+    env = dict(os.environ)
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return env
+
+
 def train(ws: Workspace, **sections) -> str:
     from core.train import execute_run
 
@@ -79,20 +120,23 @@ def rss_mb() -> float:
 
 
 def digits_test(ws: Workspace, run_id: str, threads: int | None) -> dict:
+    command = ["evaluate", run_id, "--split", "test", "--no-calibrate", "--force", "--json"]
     t = time.perf_counter()
-    cli = subprocess.run([sys.executable, "-m", "core", "evaluate", run_id, "--split", "test",
-                          "--no-calibrate", "--force", "--json", "--home", str(ws.home)],
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+    cli = subprocess.run([sys.executable, "-m", "core", *command, "--home", str(ws.home)],
+                         cwd=ROOT, capture_output=True, text=True, check=True,
+                         env=thread_env(threads))
     cli_s = time.perf_counter() - t
     setting = f"torch.set_num_threads({threads})" if threads else ""
     fresh = json.loads(subprocess.run(
         [sys.executable, "-c", COLD_SNIPPET.format(threads=setting), run_id, str(ws.home)],
-        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+        cwd=ROOT, capture_output=True, text=True, check=True, env=thread_env(threads)).stdout)
     evaluate(ws, run_id, "test", force=True)  # warm this process up
     t = time.perf_counter()
     evaluate(ws, run_id, "test", force=True)
     warm_s = time.perf_counter() - t
-    return {"samples": fresh["n"], "cli_fresh_process_s": round(cli_s, 3),
+    return {"samples": fresh["n"], "cli_command": "python -m core " + " ".join(command),
+            "cli_threads": threads or "torch's default",
+            "cli_fresh_process_no_calibrate_s": round(cli_s, 3),
             "library_imports_s": round(fresh["imports"], 3),
             "cold_after_imports_s": round(fresh["seconds"], 3),
             "cold_inference_loop_s": round(fresh["loop"], 3),
@@ -117,7 +161,16 @@ def second_open(ws: Workspace, run_id: str, repeats: int = 5) -> dict:
     return {"read_file_s": round(read_s, 5), "read_and_all_metrics_s": round(min(times), 4)}
 
 
-def large_split(ws: Workspace, n: int, batch_size: int) -> dict:
+def peak_memory_mb(ws: Workspace, run_id: str, n: int, batch_size: int,
+                   threads: int | None) -> float:
+    setting = f"import torch; torch.set_num_threads({threads})" if threads else ""
+    out = subprocess.run([sys.executable, "-c", MEMORY_SNIPPET.format(threads=setting), run_id,
+                          str(ws.home), str(n), str(batch_size)], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env=thread_env(threads))
+    return round(json.loads(out.stdout)["peak_growth_mb"], 1)
+
+
+def large_split(ws: Workspace, n: int, batch_size: int, threads: int | None) -> dict:
     from core.data.dataset import ArrayDataset
     from core.data.registry import load_dataset
     from core.data.shapes import generate_shapes
@@ -144,9 +197,10 @@ def large_split(ws: Workspace, n: int, batch_size: int) -> dict:
     return {"samples": len(preds), "image_size": 32, "batch_size": batch_size,
             "seconds": round(seconds, 3), "images_per_s": round(len(preds) / seconds, 1),
             "batches": -(-n // batch_size), "progress_calls": len(calls),
-            "input_mb_per_batch": round(batch_size * 3 * 32 * 32 * 4 / 2**20, 2),
-            "input_mb_if_not_batched": round(n * 3 * 32 * 32 * 4 / 2**20, 1),
             "rss_growth_during_pass_mb": round(max(rss) - rss_before, 1),
+            "fresh_process_peak_growth_mb": {
+                f"batches_of_{batch_size}": peak_memory_mb(ws, run_id, n, batch_size, threads),
+                "one_batch_of_all": peak_memory_mb(ws, run_id, n, n, threads)},
             "stored_file_mb": round(path.stat().st_size / 2**20, 2),
             "accuracy": float(np.mean(preds.y_pred == preds.y_true))}
 
@@ -176,7 +230,7 @@ def main() -> None:
             "ratio_cold_and_metrics_over_second_open": round(
                 (cold["cold_after_imports_s"] + reopen["read_and_all_metrics_s"])
                 / reopen["read_and_all_metrics_s"], 1),
-            "large_split": large_split(ws, args.large, args.batch_size),
+            "large_split": large_split(ws, args.large, args.batch_size, args.threads),
         }
     print(json.dumps(result, indent=2))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.deploy.runtime.settings import Settings
 from core.deploy.serve import read_state
 from core.errors import UserError
 from core.runs import reconcile
@@ -16,6 +17,7 @@ from core.runs.store import Store
 from ui import state
 from ui.deploy_views import (
     EXPORTS,
+    existing_bundle,
     new_token,
     render_bundles,
     render_latency,
@@ -30,6 +32,8 @@ from ui.jobs import render_job, watch_job
 from ui.router import require_router
 from ui.runs import pick_run_with_checkpoint
 
+KEPT_FORMAT = "_deploy_format_kept"
+
 
 def render_export(s: Store, run) -> list:
     st.subheader("Export")
@@ -39,12 +43,22 @@ def render_export(s: Store, run) -> list:
     else:
         render_job(job, "The last export")
         left, right = st.columns([3, 1], vertical_alignment="bottom")
-        choice = left.segmented_control("Format", list(EXPORTS), key="deploy_format",
-                                        default="ONNX fp32")
+        # The widget is not drawn while an export runs, and Streamlit then forgets its value:
+        # the choice is kept under another key so the picker shows it again afterwards.
+        st.session_state.setdefault("deploy_format", st.session_state.get(KEPT_FORMAT,
+                                                                           "ONNX fp32"))
+        choice = left.segmented_control("Format", list(EXPORTS), key="deploy_format")
+        st.session_state[KEPT_FORMAT] = choice
+        previous = existing_bundle(run, choice) if choice else None
         if right.button("Export", key="deploy_export", icon=":material/upload:", width="stretch",
                         type="primary", disabled=choice is None):
             start_export(s, run, choice)
             st.rerun()
+        if previous is not None:
+            st.caption(f"{previous['bundle']} exists (exported "
+                       f"{previous.get('created_at', '?').replace('T', ' ').rstrip('Z')} UTC): "
+                       "exporting again replaces it and keeps it as a zip under *Previous "
+                       "bundles*.")
     st.caption("Checked on the test split: onnx.checker, ONNX vs PyTorch at batch 1 and 8 "
                "(fp32 within 1e-4), accuracy of every form side by side.")
     return render_bundles(run)
@@ -91,8 +105,11 @@ def render_start_form(s: Store, run, onnx: list[str]) -> None:
         c = st.columns([2, 1, 1])
         bundle = c[0].selectbox("Bundle", onnx, key="deploy_serve_bundle")
         port = c[1].number_input("Port", 1024, 65535, 8000, key="deploy_port")
-        concurrency = c[2].number_input("Max concurrent requests", 1, 64, 4,
-                                        key="deploy_concurrency")
+        concurrency = c[2].number_input(
+            "Inference slots", 1, 64, 4, key="deploy_concurrency",
+            help=f"Batches run at once; more requests wait in the queue (up to "
+                 f"{Settings.queue_timeout_s:g} s, {Settings.max_queue} of them), and those "
+                 f"arriving within {Settings.batch_window_ms:g} ms run as one batch.")
         token = st.text_input("Bearer token (optional)", key="deploy_token", type="password",
                               help="Requests without it get 401. Kept in a file readable only "
                                    "by you, never on a command line.")

@@ -1,28 +1,24 @@
 """What the browser tests share: ``streamlit run app.py`` on a free loopback port over a
 workspace, and the system Chromium driven by Playwright (never a browser of Playwright's own).
 
-The fixtures built on these (``browser``, ``page``, ``artifacts``) are in conftest.py.
+The launch code itself is ``browser_launch`` (no pytest: ``docs/screenshots.py`` and the
+benchmarks use it too). The fixtures built on these (``browser``, ``page``, ``artifacts``) are in
+conftest.py.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
-from conftest import ROOT, free_port
-
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--headless"]
-VIEWPORT = {"width": 1400, "height": 1800}
+from browser_launch import (  # noqa: F401  (re-exported: the tests import them from here)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    chromium,
+    new_page,
+    plotly_points,
+    streamlit_app,
+    wait_healthy,
+)
 
 # The marks of every browser test module (``pytestmark = BROWSER_MARKS``).
 BROWSER_MARKS = [
@@ -30,68 +26,3 @@ BROWSER_MARKS = [
     pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "
                                                 "chromium); CI installs it"),
 ]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    """Until the Streamlit server at ``url`` answers its health check (it must not exit)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"streamlit did not answer on {url} within {timeout}s")
-
-
-@contextmanager
-def streamlit_app(home: Path, **env: str) -> Iterator[str]:
-    """``streamlit run app.py`` on a free loopback port over the workspace ``home``; yields its URL
-    once it answers, stops it on exit. ``env``: more environment variables for the server (and
-    the jobs it starts). Its output goes to ``streamlit-PORT.log`` in ``home``."""
-    port = free_port()
-    env = {**os.environ, "LAB2MARKET_HOME": str(home), **env}
-    log = open(home / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-@contextmanager
-def chromium() -> Iterator:
-    """The system Chromium (``CHROMIUM``), launched by Playwright and closed on exit."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextmanager
-def new_page(browser, timeout_ms: float = 30_000, **context_options) -> Iterator:
-    """A page in a new context of ``browser`` (``VIEWPORT``), closed on exit."""
-    context = browser.new_context(viewport=VIEWPORT, **context_options)
-    try:
-        page = context.new_page()
-        page.set_default_timeout(timeout_ms)
-        yield page
-    finally:
-        context.close()

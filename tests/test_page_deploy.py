@@ -9,6 +9,8 @@ are real processes, awaited with bounds and stopped in ``finally`` blocks.
 from __future__ import annotations
 
 import io
+import json
+import zipfile
 
 import httpx
 import pytest
@@ -72,11 +74,33 @@ def test_export_int8_from_the_page(ws: Workspace, run_id: str) -> None:
     assert done.status == "completed", done.error
     at.run()
     assert_clean(at)
+    assert at.segmented_control(key="deploy_format").value == "ONNX int8"  # still the choice
     table = frame_with(at, "Bundle")
     assert set(table["Bundle"]) == {"onnx-fp32", "onnx-int8"}
+    manifest = json.loads((ws.home / "runs" / run_id / "export" / "onnx-int8" /
+                           "manifest.json").read_text())
+    assert manifest["quantization"]["pre_process"]["applied"] is True  # else it says why not
     int8 = table[table["Bundle"] == "onnx-int8"].iloc[0]
     assert int8["int8 agreement"] >= 0.95
     assert abs(int8["Acc exported"] - int8["Acc PyTorch"]) <= 0.01
+
+
+def test_a_re_export_keeps_the_bundle_it_replaces(ws: Workspace, run_id: str) -> None:
+    at = open_page(PAGE, active_run=run_id)
+    at.segmented_control(key="deploy_format").set_value("ONNX fp32").run()
+    assert any("onnx-fp32 exists" in c.value for c in at.caption)  # said before the click
+    first = (ws.home / "runs" / run_id / "export" / "onnx-fp32" / "manifest.json").read_bytes()
+    at.button(key="deploy_export").click().run()
+    done = wait_task(ws.store, ws.store.latest_job(run_id, "export").id)
+    assert done.status == "completed", done.error
+    at.run()
+    assert_clean(at)
+    kept = list((ws.home / "runs" / run_id / "export" / ".previous").glob("onnx-fp32-*.zip"))
+    assert len(kept) == 1
+    with zipfile.ZipFile(kept[0]) as zf:  # the replaced bundle, whole
+        assert zf.read(f"{run_id}-onnx-fp32/manifest.json") == first
+    assert any(e.label.startswith("Previous bundles (1)") for e in at.expander)
+    assert "onnx-fp32" in set(frame_with(at, "Bundle")["Bundle"])
 
 
 def test_latency_measured_from_the_page(ws: Workspace, run_id: str) -> None:

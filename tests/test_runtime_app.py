@@ -18,7 +18,9 @@ from core.workspace import Workspace
 
 @pytest.mark.parametrize("bad", [{"max_concurrency": 0}, {"top_k": 0}, {"timeout_s": 0},
                                  {"body_timeout_s": -1}, {"header_timeout_s": 0},
-                                 {"max_body_bytes": 0}, {"threads": -1}])
+                                 {"max_body_bytes": 0}, {"threads": -1}, {"max_queue": 0},
+                                 {"queue_timeout_s": 0}, {"max_batch": 0},
+                                 {"batch_window_ms": -1}])
 def test_settings_out_of_range_are_refused(bad: dict) -> None:
     with pytest.raises(SettingsError):
         Settings(**bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import shutil
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from core.deploy import monitor
-from core.deploy.bundle import list_bundles, read_latency, serve_dir
+from core.deploy.bundle import bundle_name, export_dir, list_bundles, read_latency, serve_dir
 from core.deploy.serve import LOG_FILE, read_state, write_token
 from core.runs import cancel_job, launchers
 from core.runs.records import Job, Run
@@ -30,6 +31,7 @@ from ui.state import workspace
 EXPORTS = {"ONNX fp32": ("onnx", None), "ONNX int8": ("onnx", "int8"),
            "TorchScript": ("torchscript", None)}
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+PREVIOUS = ".previous"  # export/.previous/: zips of bundles a re-export replaced
 BENCH_BUDGET_S = 2.0  # seconds of timing per form: enough for the small models a page trains
 
 
@@ -37,8 +39,40 @@ BENCH_BUDGET_S = 2.0  # seconds of timing per form: enough for the small models 
 
 
 def start_export(s: Store, run: Run, choice: str) -> Job:
+    """Export as ``choice``; a bundle of that kind already there is kept (``keep_previous``)."""
     fmt_name, quantize = EXPORTS[choice]
+    keep_previous(run, bundle_name(fmt_name, quantize))
     return launchers.start_export(s, run.id, fmt_name, quantize)
+
+
+def existing_bundle(run: Run, choice: str) -> dict[str, Any] | None:
+    """The run's bundle of the kind ``choice`` would write, if there is one."""
+    name = bundle_name(*EXPORTS[choice])
+    return next((b for b in list_bundles(workspace(), run.id) if b["bundle"] == name), None)
+
+
+def keep_previous(run: Run, name: str) -> Path | None:
+    """Copy bundle ``name``'s zip (manifest, model, runtime: it serves on its own) to
+    ``export/.previous/<name>-<exported at>.zip`` before a new export replaces the folder.
+    Hidden, so it is never listed, served or cleaned up as a bundle."""
+    zipped = export_dir(workspace(), run.id) / f"{name}.zip"
+    manifest = export_dir(workspace(), run.id) / name / "manifest.json"
+    if not zipped.is_file() or not manifest.is_file():
+        return None
+    created = json.loads(manifest.read_text()).get("created_at", "")
+    stamp = "".join(c for c in created if c.isalnum()) or "unknown"
+    target = export_dir(workspace(), run.id) / PREVIOUS / f"{name}-{stamp}.zip"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(zipped, tmp)
+        tmp.replace(target)
+    return target
+
+
+def previous_bundles(run: Run) -> list[Path]:
+    folder = export_dir(workspace(), run.id) / PREVIOUS
+    return sorted(folder.glob("*.zip"), reverse=True) if folder.is_dir() else []
 
 
 def start_bench(s: Store, run: Run) -> Job:
@@ -115,7 +149,22 @@ def render_bundles(run: Run) -> list[dict[str, Any]]:
     with st.expander("Model card"):
         card = Path(chosen["path"]) / "model_card.md"
         st.markdown(card.read_text() if card.is_file() else "No model card.")
+    render_previous(run)
     return bundles
+
+
+def render_previous(run: Run) -> None:
+    """Bundles that a re-export replaced, kept as complete zips."""
+    kept = previous_bundles(run)
+    if not kept:
+        return
+    with st.expander(f"Previous bundles ({len(kept)})"):
+        st.caption("Each re-export keeps the bundle it replaces as a complete zip (manifest, "
+                   "model, runtime): unzip it and run `python -m runtime` to serve it.")
+        for i, path in enumerate(kept):
+            st.download_button(path.name, data=partial(path.read_bytes), file_name=path.name,
+                               mime="application/zip", key=f"deploy_previous_{i}",
+                               icon=":material/download:", on_click="ignore")
 
 
 # -- latency -----------------------------------------------------------------------------------

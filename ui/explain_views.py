@@ -16,6 +16,7 @@ from core.explain import plots
 from core.explain.cache import Explanation
 from core.runs.store import Run
 from ui import state
+from ui.explain_cards import render_card, render_grid, render_opacity_control
 from ui.format import plain
 
 MAX_CARDS = 12  # up to this many images get a card with their chart; beyond, only the table
@@ -54,19 +55,9 @@ def st_progress(bar: Any, label: str):
     return report
 
 
-def render_explanation(result: Explanation, key: str) -> None:
+def render_explanation(result: Explanation, key: str, opacity: float = 0.5) -> None:
     """One method's result: the map over the image (or feature bars), then the trust checks."""
-    with st.container(border=True, key=key):
-        st.markdown(f"**{plain(result.display_name)}** · target *{plain(result.target_label)}*")
-        if result.modality == "image":
-            signed = result.method != "gradcam"
-            st.plotly_chart(plots.overlay_figure(result.image, result.map, signed=signed,
-                                                 height=300),
-                            key=f"{key}_overlay", config={"displayModeBar": False})
-        else:
-            render_tabular(result, key)
-        render_trust(result, key)
-        st.caption(f"{result.seconds:.1f} s · {params_text(result.params)}")
+    render_card(result, key, opacity)
 
 
 def render_tabular(result: Explanation, key: str) -> None:
@@ -79,33 +70,23 @@ def render_tabular(result: Explanation, key: str) -> None:
     st.plotly_chart(fig, key=f"{key}_bars", config={"displayModeBar": False})
 
 
-def render_trust(result: Explanation, key: str) -> None:
-    sanity = result.sanity
-    if sanity and sanity.get("similarity") is None:
-        st.warning("Sanity check undefined: this map is flat (it ranks no pixel above another).",
-                   icon=":material/science:")
-    elif sanity:
-        verdict = "passed" if sanity.get("passed") else "failed"
-        text = (f"Sanity check {verdict}: similarity to the map of a randomised model "
-                f"{sanity['similarity']:.2f} (Spearman of |attribution|; below "
-                f"{sanity['threshold']:.2f} passes).")
-        (st.success if sanity.get("passed") else st.warning)(text, icon=":material/science:")
-    if result.deletion.get("deletion_fractions") is not None:
-        st.plotly_chart(plots.deletion_figure(result.deletion), key=f"{key}_deletion",
-                        config={"displayModeBar": False})
-
-
 def params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in params.items())
 
 
 def render_results_side_by_side(results: list[Explanation], key: str) -> None:
+    """The results as aligned cards, two per row, under one opacity control."""
     if not results:
         return
-    for column, result in zip(st.columns(len(results)), results, strict=True):
-        with column:
-            render_explanation(result, key=f"{key}_{result.method}")
+    seen: dict[str, int] = {}  # an ensemble's per-member results share their method
+    keys = []
+    for result in results:
+        n = seen[result.method] = seen.get(result.method, -1) + 1
+        keys.append(f"{key}_{result.method}" + (f"_{n}" if n else ""))
+    images = any(r.modality == "image" for r in results)
+    opacity = render_opacity_control() if images else 0.5
+    render_grid(results, keys, opacity)
 
 
 def describe_prediction(probs: np.ndarray | None, classes: list[str]) -> str:

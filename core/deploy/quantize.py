@@ -52,11 +52,17 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                            "split is empty.")
     with tempfile.TemporaryDirectory(prefix="l2m-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
+        pre_process: dict[str, Any] = {"step": "quant_pre_process", "applied": True}
         try:
             quant_pre_process(str(fp32_path), str(prepared))
         except Exception as exc:  # noqa: BLE001 - optional step: quantize the raw graph instead
             log.warning("quant_pre_process failed (%s); quantizing the graph as exported", exc)
             prepared = Path(fp32_path)
+            # Recorded: an int8 model quantized without it (no batch norm folding) may be
+            # slower or less accurate, and whoever reads the manifest must be able to tell.
+            pre_process = {"step": "quant_pre_process", "applied": False,
+                           "fallback": "the graph as exported",
+                           "error": f"{type(exc).__name__}: {exc}"[:300]}
         quantize_static(
             str(prepared), str(out_path), _calibration_reader(calibration, input_name),
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
@@ -64,4 +70,4 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray,
     return {"method": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "per_channel": True, "activations": ACTIVATION, "weights": WEIGHT,
             "calibration": "MinMax", "calibration_samples": int(len(calibration)),
-            "calibration_split": "train"}
+            "calibration_split": "train", "pre_process": pre_process}

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 ARRAYS = ("attributions", "random_attributions", "probs", "image", "row",
           "deletion_fractions", "deletion_probs", "deletion_random_probs")
+EXTRA_ARRAY = "extras_"  # npz prefix of an array-valued extra (e.g. LIME's segment map)
 SUMMARY_INPUT = "split:test"  # the input "sha" of a global summary over the test split
 
 
@@ -98,10 +99,14 @@ def save_explanation(ws: Workspace, result: Explanation) -> Path:
     npz, meta_path = _paths(ws, result.run_id, result.method, result.key)
     arrays = {name: np.asarray(value) for name in ARRAYS
               if (value := _array(result, name)) is not None}
+    arrays.update({EXTRA_ARRAY + k: v for k, v in result.extras.items()
+                   if isinstance(v, np.ndarray)})
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     _atomic_write(npz, buf.getvalue())
-    meta = {k: v for k, v in asdict(result).items() if k not in ARRAYS and k != "deletion"}
+    meta = {k: v for k, v in asdict(result).items()
+            if k not in ARRAYS and k not in ("deletion", "extras")}
+    meta["extras"] = {k: v for k, v in result.extras.items() if not isinstance(v, np.ndarray)}
     meta["deletion"] = {k: v for k, v in result.deletion.items() if not k.startswith("deletion_")}
     _atomic_write(meta_path, json.dumps(meta, default=_jsonable, indent=1).encode())
     return meta_path
@@ -122,7 +127,11 @@ def load_explanation(ws: Workspace, run_id: str, method: str,
         return None
     deletion = {**meta.pop("deletion", {}),
                 **{k: v for k, v in arrays.items() if k.startswith("deletion_")}}
-    fields = {k: v for k, v in arrays.items() if not k.startswith("deletion_")}
+    meta["extras"] = {**meta.get("extras", {}),
+                      **{k[len(EXTRA_ARRAY):]: v for k, v in arrays.items()
+                         if k.startswith(EXTRA_ARRAY)}}
+    fields = {k: v for k, v in arrays.items()
+              if not k.startswith(("deletion_", EXTRA_ARRAY))}
     return Explanation(**meta, **fields, deletion=deletion)
 
 

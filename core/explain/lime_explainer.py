@@ -1,36 +1,35 @@
-"""LIME for images: ``lime_image`` on scikit-image SLIC superpixels, predictions batched."""
+"""LIME for images: ``lime_image`` on superpixels that fit the image (SLIC when it is healthy,
+else a fallback: see ``core.explain.segmentation``), predictions batched."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.explain.base import Budget, Explainer, to_uint8_image
 from core.explain.registry import register_explainer
+from core.explain.segmentation import check_method, segment
 from core.progress import ProgressFn
 
 if TYPE_CHECKING:
     import torch
 
 
-def superpixels(image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
-    """SLIC superpixels of an (H, W, 3) uint8 image: an (H, W) int map of segment ids."""
-    from skimage.segmentation import slic
-
-    return slic(image, n_segments=n_segments, compactness=compactness, start_label=0,
-                channel_axis=-1)
-
-
 @register_explainer(
     "lime", modality="image", display_name="LIME", order=4,
     description="A local linear model over superpixels switched on and off (num_samples "
-                "perturbed images, predicted in batches).")
+                "perturbed images, predicted in batches); the superpixels are checked and "
+                "replaced when they degenerate.")
 class LimeImage(Explainer):
     defaults = {**Explainer.defaults, "num_samples": 256, "n_segments": 50, "compactness": 10.0,
-                "batch_size": 64, "seed": 0}
+                "batch_size": 64, "seed": 0, "segmentation": "auto"}
     limits = {**Explainer.limits, "num_samples": (10, 10000), "n_segments": (2, 1000),
               "compactness": (0.01, 1000.0), "batch_size": (1, 1024), "seed": (0, 2**31 - 1)}
+
+    def __init__(self, loaded_run: Any, **params: Any):
+        super().__init__(loaded_run, **params)
+        check_method(str(self.params["segmentation"]))  # refused before any work starts
 
     def _attribute(self, x: torch.Tensor, target: int, budget: Budget,
                    progress: ProgressFn) -> np.ndarray:
@@ -40,8 +39,9 @@ class LimeImage(Explainer):
         image = to_uint8_image(x, info.mean, info.std)
         rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
         total, seed = int(self.params["num_samples"]), int(self.params["seed"])
-        segments = superpixels(rgb, int(self.params["n_segments"]),
-                               float(self.params["compactness"]))
+        segments, used = segment(rgb, int(self.params["n_segments"]),
+                                 float(self.params["compactness"]),
+                                 str(self.params["segmentation"]))
         classify = self._classifier(info.channels, total, budget, progress)
         progress(0, total, "LIME")
         # A superpixel switched off takes the dataset's mean colour (zero in normalised units,
@@ -53,9 +53,13 @@ class LimeImage(Explainer):
             batch_size=int(self.params["batch_size"]), segmentation_fn=lambda _: segments,
             random_seed=seed)
         weights = np.zeros(int(segments.max()) + 1, dtype=np.float32)
-        for segment, weight in explanation.local_exp[target]:
-            weights[segment] = weight
-        self.extras.update(segments=int(segments.max()) + 1, score=float(explanation.score))
+        for index, weight in explanation.local_exp[target]:
+            weights[index] = weight
+        # The segment map travels with the result (an array: stored in the npz, not the JSON)
+        # so the page can draw the superpixels LIME switched on and off.
+        self.extras.update(segments=int(segments.max()) + 1, segmentation=used,
+                           segment_map=segments.astype(np.int32),
+                           score=float(explanation.score))
         return weights[segments][None]
 
     def _classifier(self, channels: int, total: int, budget: Budget, progress: ProgressFn):

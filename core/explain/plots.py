@@ -31,17 +31,20 @@ def overlay_figure(image: np.ndarray, attribution_map: np.ndarray, title: str = 
     heat = {"zmid": 0.0, "zmin": -bound, "zmax": bound, "colorscale": SIGNED_SCALE} if signed \
         else {"zmin": 0.0, "zmax": bound, "colorscale": POSITIVE_SCALE}
     fig = go.Figure(go.Image(z=rgb, hoverinfo="skip"))
+    # The colour bar lies under the image, as wide as the plot: a vertical one is as tall as
+    # the figure, taller than a square image in a narrow column.
     fig.add_trace(go.Heatmap(z=values, opacity=opacity, name="attribution", **heat,
-                             colorbar={"title": {"text": "attribution", "side": "right"},
-                                       "thickness": 12},
+                             colorbar={"orientation": "h", "thickness": 10, "len": 1.0,
+                                       "y": -0.02, "yanchor": "top", "ypad": 0,
+                                       "title": {"text": "attribution", "side": "bottom"}},
                              hovertemplate="x %{x}, y %{y}<br>attribution %{z:.3g}"
                                            "<extra></extra>"))
     fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    return _layout(fig, title, height)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    return _layout(fig, title, height, bottom=60)
 
 
-def deletion_figure(deletion: dict[str, Any], title: str = "Deletion curve", height: int = 260):
+def deletion_figure(deletion: dict[str, Any], title: str = "Deletion curve", height: int = 320):
     """Target probability as pixels are removed: most-attributed first vs random order."""
     import plotly.graph_objects as go
 
@@ -55,8 +58,11 @@ def deletion_figure(deletion: dict[str, Any], title: str = "Deletion curve", hei
                              line={"color": "#7f7f7f", "dash": "dash"}))
     fig.update_xaxes(title="removed (%)", range=[0, 100])
     fig.update_yaxes(title="target probability", range=[0, 1.02])
-    fig.update_layout(legend={"orientation": "h", "y": -0.35})
-    return _layout(fig, title, height)
+    # The legend goes above the plot, in a margin reserved for it: below the axis title it was
+    # cut off by the figure's edge.
+    fig.update_layout(legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0,
+                              "xanchor": "left"})
+    return _layout(fig, title, height, top=90 if title else 60, bottom=45)
 
 
 def feature_bar_figure(values: np.ndarray, feature_names: Sequence[str],
@@ -142,8 +148,9 @@ def topk_figure(top: Sequence[tuple[str, float]], title: str = "", height: int |
     return _layout(fig, title, height or 70 + 28 * len(top))
 
 
-def _layout(fig, title: str, height: int):
+def _layout(fig, title: str, height: int, top: int | None = None, bottom: int = 10):
     fig.update_layout(title={"text": title} if title else None, height=height,
-                      margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+                      margin={"l": 10, "r": 10, "t": top if top is not None else
+                              (40 if title else 10), "b": bottom},
                       template="plotly_white")
     return fig

@@ -7,6 +7,9 @@
   (or features) are removed, against removing them in random order; a faithful map makes it
   fall faster, so its area under the curve is smaller than the random one's.
 
+A constant or near-constant map (from any method, the randomised copy's included) ranks nothing:
+both checks are then *undefined*, never passed, and ``defined_mean`` leaves them out of a mean.
+
 A removed feature is set to its training mean. A removed pixel is filled in from the pixels
 that remain (push-pull inpainting, as ROAD does with noisy linear imputation): painting it a
 constant colour instead would leave the removed region's outline behind, and on ``shapes`` a
@@ -17,6 +20,7 @@ noise the model never saw; either would make the curve measure the fill, not the
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
     from core.explain.base import Explainer
 
 SANITY_THRESHOLD = 0.5  # above this rank correlation, the map barely depends on the weights
+# A map whose spread is below this share of its largest |value| is flat: float noise, or one
+# LIME weight spread over one superpixel covering the image, carries no ranking.
+FLAT_RTOL = 1e-3
 DELETION_STEPS = 20
 RANDOM_REPEATS = 3
 
@@ -47,6 +54,22 @@ def signed_map(attributions: np.ndarray) -> np.ndarray:
     return attributions.sum(0) if attributions.ndim == 3 else attributions
 
 
+def is_flat(values: np.ndarray) -> bool:
+    """Whether a map is constant or near-constant (or not finite): it ranks no position above
+    another, so it explains nothing and no check can be computed on it."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        return True
+    scale = float(np.abs(values).max())
+    return scale == 0.0 or float(np.ptp(values)) <= FLAT_RTOL * scale
+
+
+def defined_mean(values: Iterable[float | None]) -> float | None:
+    """The mean of the defined values (None = an undefined check is left out); None if none."""
+    kept = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
+
+
 def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two maps; 0 when either is constant (nothing ranked)."""
     from scipy.stats import rankdata
@@ -59,18 +82,35 @@ def rank_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class SanityCheck:
-    # Spearman rank correlation of |attribution|, trained vs randomised model; None when the
-    # trained model's map is flat (it ranks nothing, so there is nothing to compare)
+    # Spearman rank correlation of |attribution|, trained vs randomised model; None when either
+    # map is flat (it ranks nothing, so there is nothing to compare): the check is undefined
     similarity: float | None
     threshold: float = SANITY_THRESHOLD
     metric: str = "Spearman rank correlation of |attribution|"
+    reason: str = ""  # why it is undefined
+
+    @property
+    def verdict(self) -> str:
+        """``passed``, ``failed`` or ``undefined`` (never passed when nothing was compared)."""
+        if self.similarity is None:
+            return "undefined"
+        return "passed" if self.similarity < self.threshold else "failed"
 
     @property
     def passed(self) -> bool:
-        return self.similarity is not None and self.similarity < self.threshold
+        return self.verdict == "passed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "passed": self.passed, "verdict": self.verdict}
+
+
+def verdict_of(sanity: dict[str, Any]) -> str:
+    """The verdict of a stored sanity dict (results cached before ``verdict`` existed too)."""
+    if not sanity:
+        return "undefined"
+    if sanity.get("similarity") is None:
+        return "undefined"
+    return sanity.get("verdict") or ("passed" if sanity.get("passed") else "failed")
 
 
 def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -94,10 +134,16 @@ def sanity_check(explainer: Explainer, x: torch.Tensor, target: int,
     """The same method on a randomised copy of the model; returns the check and its map."""
     random_explainer = explainer.with_model(randomized_copy(explainer.model, seed))
     random_attr = random_explainer.explain(x, target, progress or no_progress)
-    trained = saliency(attributions)
-    if np.ptp(trained) == 0:
-        return SanityCheck(None), random_attr
-    return SanityCheck(rank_similarity(trained, saliency(random_attr))), random_attr
+    trained, randomised = saliency(attributions), saliency(random_attr)
+    if is_flat(trained):
+        return SanityCheck(None, reason="the map is flat: it ranks no position above "
+                                        "another"), random_attr
+    if is_flat(randomised):
+        # A flat randomised map is not a different map: it ranks nothing, so the check
+        # cannot tell whether this map depends on what the model learnt.
+        return SanityCheck(None, reason="the randomised model's map is flat: nothing to "
+                                        "compare with"), random_attr
+    return SanityCheck(rank_similarity(trained, randomised)), random_attr
 
 
 @dataclass

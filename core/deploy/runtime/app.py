@@ -2,8 +2,10 @@
 
 ``POST /predict`` (an image upload, or JSON features for tables) -> top-k; ``GET /health``;
 ``GET /metadata``; OpenAPI docs at ``/docs``. Safe by default: an optional bearer token (401),
-a body cap (413), a pixel cap (422), a body deadline (408), bounded concurrency (429 at once,
-never a queue that hangs), an inference deadline (504), and a JSONL request log.
+a body cap (413), a pixel cap (422), a body deadline (408), a bounded wait queue (a request
+waits at most ``queue_timeout_s`` for an inference slot, and at most ``max_queue`` are admitted
+at once: 429 beyond either), an inference deadline (504), and a JSONL request log. Requests
+that arrive together run as one onnxruntime batch (``batching.MicroBatcher``).
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations.
 """
@@ -23,6 +25,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from .batching import MicroBatcher
 from .errors import InputError
 from .images import open_image
 from .model import BundleModel, RequestLog
@@ -58,14 +61,17 @@ def create_app(model: BundleModel, settings: Settings,
 
 
 class Routes:
-    """The endpoints and the state they share: inference slots, the thread pool, the log."""
+    """The endpoints and the state they share: the admission count, the decoding threads, the
+    micro-batcher (its inference slots), the log."""
 
     def __init__(self, model: BundleModel, settings: Settings):
         self.model, self.settings = model, settings
-        self.slots = threading.Semaphore(settings.max_concurrency)
-        self.pool = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="predict")
+        self.pool = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="decode")
+        self.batcher = MicroBatcher(model.predict, settings.max_concurrency, settings.max_batch,
+                                    settings.batch_window_ms / 1000)
+        self.admitted, self._lock = 0, threading.Lock()
         self.request_log = RequestLog(settings.log_path) if settings.log_path else None
-        self.stats = {"requests": 0, "errors": 0, "started": time.time()}
+        self.stats = {"requests": 0, "errors": 0, "shed": 0, "started": time.time()}
 
     def lifespan(self, on_startup: Callable[[], None] | None):
         @asynccontextmanager
@@ -73,6 +79,7 @@ class Routes:
             if on_startup:
                 on_startup()
             yield
+            self.batcher.close()
             self.pool.shutdown(wait=False, cancel_futures=True)
 
         return lifespan
@@ -102,13 +109,19 @@ class Routes:
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "model_version": self.model.version,
                 "requests": self.stats["requests"], "errors": self.stats["errors"],
+                "shed": self.stats["shed"], "admitted": self.admitted,
+                "batching": self.batcher.snapshot(),
                 "uptime_s": round(time.time() - self.stats["started"], 1)}
 
     def metadata(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
         return {**self.model.metadata(), "top_k": self.settings.top_k,
                 "max_body_bytes": self.settings.max_body_bytes,
-                "max_pixels": self.settings.max_pixels}
+                "max_pixels": self.settings.max_pixels,
+                "max_concurrency": self.settings.max_concurrency,
+                "max_queue": self.settings.max_queue,
+                "queue_timeout_s": self.settings.queue_timeout_s,
+                "max_batch": self.settings.max_batch}
 
     # -- the steps of a prediction ---------------------------------------------------------------
 
@@ -139,38 +152,50 @@ class Routes:
             raise HTTPException(408, f"The body did not arrive within {deadline:g} s.") from None
 
     async def _infer_in_slot(self, content_type: str, body: bytes) -> dict[str, Any]:
-        # The slot is taken only now, with the whole body in memory: a client that stalls its
-        # body holds no slot, so slow clients cannot turn every other request into a 429.
-        if not self.slots.acquire(blocking=False):
-            raise HTTPException(429, "The server is busy; retry shortly.",
-                                headers={"Retry-After": "1"})
+        # Admitted only now, with the whole body in memory: a client that stalls its body holds
+        # no place, so slow clients cannot turn every other request into a 429.
+        with self._lock:
+            if self.admitted >= self.settings.max_queue:
+                raise busy(f"{self.settings.max_queue} requests are already waiting")
+            self.admitted += 1
         try:
-            future = self.pool.submit(self._infer, content_type, body)
-        except BaseException:
-            self.slots.release()
-            raise
-        # Released when the work ends, not when we stop waiting: the slot counts real work.
-        future.add_done_callback(lambda _: self.slots.release())
-        deadline = self.settings.timeout_s
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
-        except TimeoutError:
-            raise HTTPException(504, f"No answer within {deadline:g} s.") from None
+            loop = asyncio.get_running_loop()
+            x = await loop.run_in_executor(self.pool, self._prepare, content_type, body)
+            probs = await self._predict(x)
+        finally:
+            with self._lock:
+                self.admitted -= 1
+        return {"predictions": self.model.top_k(probs, self.settings.top_k)}
 
-    def _infer(self, content_type: str, body: bytes) -> dict[str, Any]:
+    async def _predict(self, x: Any) -> Any:
+        """``x``'s probabilities from the batcher: 429 when no slot came within the queue
+        timeout (the request is then withdrawn, never computed), 504 when its batch ran past
+        the inference deadline."""
+        future = self.batcher.submit(x)
+        waiter = asyncio.wrap_future(future)
+        waiter.add_done_callback(_retrieve)
+        done, _ = await asyncio.wait({waiter}, timeout=self.settings.queue_timeout_s)
+        if not done:
+            if future.cancel():  # still waiting for a slot: withdrawn
+                raise busy(f"no inference slot within {self.settings.queue_timeout_s:g} s")
+            done, _ = await asyncio.wait({waiter}, timeout=self.settings.timeout_s)
+            if not done:
+                raise HTTPException(504, f"No answer within {self.settings.timeout_s:g} s.")
+        return waiter.result()
+
+    def _prepare(self, content_type: str, body: bytes) -> Any:
+        """Decode and preprocess one request's payload (422 on a bad one)."""
         spec = self.model.spec
         if self.model.modality == "tabular":
-            x = feature_array(parse_json(body).get("features"), spec)
-        else:
-            data = image_bytes(content_type, body) if content_type else body
-            x = image_array(open_image(data, self.settings.max_pixels), spec)
-        probs = self.model.predict(x[None])[0]
-        return {"predictions": self.model.top_k(probs, self.settings.top_k)}
+            return feature_array(parse_json(body).get("features"), spec)
+        data = image_bytes(content_type, body) if content_type else body
+        return image_array(open_image(data, self.settings.max_pixels), spec)
 
     def _record(self, when: float, status: int, result: dict[str, Any],
                 latency_ms: float) -> None:
         self.stats["requests"] += 1
         self.stats["errors"] += status >= 400
+        self.stats["shed"] += status == 429
         if self.request_log is None:
             return
         record: dict[str, Any] = {"time": when, "latency_ms": latency_ms, "status": status}
@@ -180,6 +205,17 @@ class Routes:
         else:
             record["error"] = str(result["detail"])[:200]
         self.request_log.write(record)
+
+
+def busy(why: str) -> HTTPException:
+    return HTTPException(429, f"The server is busy ({why}); retry shortly.",
+                         headers={"Retry-After": "1"})
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    """Mark a waiter's outcome as seen: one nobody awaits any more (a 504) logs no warning."""
+    if not future.cancelled():
+        future.exception()
 
 
 # -- bodies --------------------------------------------------------------------------------------

@@ -19,8 +19,12 @@ class Settings:
     token: str | None = None  # a bearer token required on /predict and /metadata
     max_body_bytes: int = 8 * 1024 * 1024
     max_pixels: int = MAX_PIXELS  # checked from the image header, before decoding
-    max_concurrency: int = 4  # inferences in flight; one more is answered 429 at once
-    timeout_s: float = 10.0  # the inference itself (504 beyond)
+    max_concurrency: int = 4  # inference batches in flight; later requests wait in the queue
+    max_queue: int = 256  # requests admitted (waiting or running); one more is 429 at once
+    queue_timeout_s: float = 5.0  # how long a request may wait for a slot (429 beyond)
+    max_batch: int = 32  # requests run as one onnxruntime batch at most
+    batch_window_ms: float = 2.0  # how long a batch waits for late arrivals once a slot is free
+    timeout_s: float = 10.0  # the inference itself, once its batch started (504 beyond)
     body_timeout_s: float = 10.0  # receiving the body (408 beyond); no slot is held meanwhile
     header_timeout_s: float = 10.0  # receiving the request line and headers (connection closed)
     top_k: int = 3
@@ -28,10 +32,16 @@ class Settings:
     threads: int = 0  # onnxruntime intra-op threads (0: its default)
 
     def __post_init__(self) -> None:
-        if self.max_concurrency < 1 or self.top_k < 1 or self.max_pixels < 1:
-            raise SettingsError("--max-concurrency, --top-k and --max-pixels must be >= 1.")
-        if min(self.timeout_s, self.body_timeout_s, self.header_timeout_s) <= 0:
-            raise SettingsError("--timeout, --body-timeout and --header-timeout must be > 0.")
+        if min(self.max_concurrency, self.top_k, self.max_pixels, self.max_queue,
+               self.max_batch) < 1:
+            raise SettingsError("--max-concurrency, --max-queue, --max-batch, --top-k and "
+                                "--max-pixels must be >= 1.")
+        if min(self.timeout_s, self.body_timeout_s, self.header_timeout_s,
+               self.queue_timeout_s) <= 0:
+            raise SettingsError("--timeout, --queue-timeout, --body-timeout and "
+                                "--header-timeout must be > 0.")
+        if not 0 <= self.batch_window_ms <= 1000:
+            raise SettingsError("--batch-window-ms must be between 0 and 1000.")
         if self.max_body_bytes <= 0 or self.threads < 0:
             raise SettingsError("--max-body-mb must be > 0 and --threads >= 0.")
 
@@ -46,10 +56,22 @@ def add_server_arguments(parser: argparse.ArgumentParser,
                         "--token-file")
     add("--token-file", help="read the bearer token from this file")
     add("--max-concurrency", type=int, default=4,
-        help="inferences in flight before the server answers 429 (4)")
+        help="inference batches in flight; later requests wait in the queue (4)")
+    add("--max-queue", type=int, default=Settings.max_queue,
+        help="requests admitted at once (waiting or running); one more is answered 429 "
+             f"({Settings.max_queue})")
+    add("--queue-timeout", type=float, default=Settings.queue_timeout_s,
+        help=f"seconds a request may wait for an inference slot, 429 above "
+             f"({Settings.queue_timeout_s:g})")
+    add("--max-batch", type=int, default=Settings.max_batch,
+        help=f"requests run together as one onnxruntime batch at most ({Settings.max_batch}; "
+             "1 turns batching off)")
+    add("--batch-window-ms", type=float, default=Settings.batch_window_ms,
+        help=f"milliseconds a batch waits for late arrivals ({Settings.batch_window_ms:g})")
     add("--max-body-mb", type=float, default=8.0, help="body cap, 413 above (8)")
     add("--max-pixels", type=int, default=MAX_PIXELS, help="pixel cap, 422 above")
-    add("--timeout", type=float, default=10.0, help="seconds per inference, 504 above (10)")
+    add("--timeout", type=float, default=10.0,
+        help="seconds per inference once its batch started, 504 above (10)")
     add("--body-timeout", type=float, default=10.0,
         help="seconds to receive a request body, 408 above (10)")
     add("--header-timeout", type=float, default=10.0,
@@ -64,6 +86,8 @@ def settings_from_args(args: argparse.Namespace, log_path: Path | None) -> Setti
     return Settings(token=read_token(args.token, args.token_file),
                     max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                     max_pixels=args.max_pixels, max_concurrency=args.max_concurrency,
+                    max_queue=args.max_queue, queue_timeout_s=args.queue_timeout,
+                    max_batch=args.max_batch, batch_window_ms=args.batch_window_ms,
                     timeout_s=args.timeout, body_timeout_s=args.body_timeout,
                     header_timeout_s=args.header_timeout, top_k=args.top_k,
                     log_path=log_path, threads=args.threads)
