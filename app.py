@@ -14,13 +14,15 @@ enter_app()
 pages = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Data": [st.Page("pages/data.py", title="Data", icon=":material/dataset:")],
-    "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:")],
+    "Train": [st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+              st.Page("pages/tune.py", title="Tune", icon=":material/tune:")],
     "Analyze": [
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
         st.Page("pages/explain.py", title="Explain", icon=":material/psychology:"),
         st.Page("pages/ensemble.py", title="Ensemble", icon=":material/hub:"),
     ],
-    "Ship": [st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
+    "Ship": [st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
+             st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }
 run_page(st.navigation(pages))

@@ -19,6 +19,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 AUGMENTATIONS = ("flip", "rotate", "crop", "color")
 MODES = ("min", "max")  # of the monitored metric
+# MLflow tracking URIs; a bare path would become a folder relative to whatever the job's cwd is.
+MLFLOW_SCHEMES = ("http://", "https://", "file:", "sqlite:///", "postgresql://", "mysql://",
+                  "databricks")
 MAX_FOLDS = 50  # cross-validation folds (more is leave-almost-one-out: a loop, not a queue)
 
 
@@ -45,6 +48,9 @@ class DataConfig:
                                 "train+val, the test split held out) under one parent")
     fold: int | None = _opt(None, "with --cv K: train only this fold (0..K-1), validating on it; "
                                   "each fold run's config carries it")
+    train_on_val: bool = _opt(False, "train on train+val and validate on nothing (the final model "
+                                     "after cross-validation): needs a test split; no early "
+                                     "stopping or best epoch on val, the last epoch is kept")
 
 
 @dataclass
@@ -77,6 +83,65 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
     nproc: int = _opt(1, "processes for distributed data parallel (torchrun)")
     max_grad_norm: float | None = _opt(None, "gradient clipping norm (default: off)")
+    class_weights: bool = _opt(False, "weight the loss by inverse class frequency in the "
+                                      "training split (for imbalanced classes)")
+    balanced_sampler: bool = _opt(False, "draw training samples class-balanced (with "
+                                         "replacement; each epoch keeps its length)")
+    resource_every: float = _opt(5.0, "seconds between samples of CPU, RAM and GPU use into "
+                                      "the run's metrics (0: off)")
+    mlflow: str | None = _opt(None, "log to MLflow at this tracking URI (http://HOST:PORT, "
+                                    "file:///DIR); default: the workspace's, else off; "
+                                    "off: not this run")
+    tensorboard: str | None = _opt(None, "write TensorBoard logs under this folder (a relative "
+                                         "one is in the workspace; a subfolder per run); "
+                                         "default: the workspace's, else off; off: not this "
+                                         "run")
+
+
+PRUNE_METHODS = ("structured", "unstructured")
+IMPORTANCES = ("l1", "l2", "bn", "taylor")  # structured; unstructured ranks by magnitude
+PRUNE_TARGETS = ("channels", "params", "macs")  # what --amount is a fraction of
+PRUNE_SCOPES = ("global", "layer")  # unstructured: one threshold for all layers, or per layer
+
+
+@dataclass
+class PruneConfig:
+    """How a run of kind ``pruned`` is made from ``source`` (its parent run's best weights)."""
+
+    source: str = ""
+    method: str = "structured"
+    amount: float = 0.5  # fraction removed of each layer's channels, or of the params / MACs
+    target: str = "channels"
+    importance: str = "l1"
+    steps: int = 1  # prune + fine-tune rounds; train.epochs is split evenly between them
+    scope: str = "global"
+
+    def validate(self, epochs: int) -> None:
+        _choice("prune method", self.method, PRUNE_METHODS)
+        _choice("prune target", self.target, PRUNE_TARGETS)
+        _choice("importance", self.importance, IMPORTANCES)
+        _choice("prune scope", self.scope, PRUNE_SCOPES)
+        if not 0 < self.amount < 1:
+            raise InvalidConfig(f"amount must be between 0 and 1 (a fraction), got {self.amount}")
+        if self.steps < 1:
+            raise InvalidConfig(f"steps must be >= 1, got {self.steps}")
+        if epochs % self.steps:
+            raise InvalidConfig(f"steps ({self.steps}) must divide the epochs ({epochs}) evenly")
+
+
+@dataclass
+class DistillConfig:
+    """How a run of kind ``distilled`` learns from ``teacher``: alpha * T^2 * KL + (1-alpha) CE."""
+
+    teacher: str = ""
+    temperature: float = 4.0
+    alpha: float = 0.7
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise InvalidConfig(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise InvalidConfig(f"alpha must be in [0, 1], got {self.alpha}")
 
 
 @dataclass
@@ -84,19 +149,24 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Only pruned / distilled runs have these sections (left out of config.json otherwise).
+    prune: PruneConfig | None = None
+    distill: DistillConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        unknown = set(raw) - {"data", "model", "train"}
+        unknown = set(raw) - {"data", "model", "train", "prune", "distill"}
         if unknown:
             raise InvalidConfig(f"Unknown config sections: {sorted(unknown)}")
         cfg = cls(
             data=_build(DataConfig, raw.get("data", {})),
             model=_build(ModelConfig, raw.get("model", {})),
             train=_build(TrainConfig, raw.get("train", {})),
+            prune=_build(PruneConfig, raw["prune"]) if raw.get("prune") else None,
+            distill=_build(DistillConfig, raw["distill"]) if raw.get("distill") else None,
         )
         cfg.validate()
         return cfg
@@ -124,13 +194,36 @@ class RunConfig:
             raise InvalidConfig(f"lr must be > 0, got {t.lr}")
         if not 0 <= t.label_smoothing < 1:
             raise InvalidConfig(f"label_smoothing must be in [0, 1), got {t.label_smoothing}")
+        if t.mlflow and t.mlflow != "off" and not t.mlflow.startswith(MLFLOW_SCHEMES):
+            raise InvalidConfig(f"mlflow must be a tracking URI (http://HOST:PORT, "
+                                f"file:///DIR, sqlite:///FILE) or off; got {t.mlflow!r}")
+        if t.resource_every < 0:
+            raise InvalidConfig(f"resource_every must be >= 0 seconds, got {t.resource_every}")
         if t.patience is not None and t.patience < 1:
             raise InvalidConfig(f"patience must be >= 1 (or unset), got {t.patience}")
         if self.data.image_size is not None and not 4 <= self.data.image_size <= 1024:
             raise InvalidConfig(f"image_size must be in [4, 1024], got {self.data.image_size}")
         _check_folds(self.data)
+        _check_train_on_val(self)
+        if self.prune is not None:
+            self.prune.validate(t.epochs)
+        if self.distill is not None:
+            self.distill.validate()
         if self.model.pretrained and self.model.weights:
             raise InvalidConfig("Use either --pretrained or --weights FILE, not both.")
+
+
+def _check_train_on_val(cfg: RunConfig) -> None:
+    """Training on val leaves nothing to validate on: nothing on val can stop or pick epochs."""
+    if not cfg.data.train_on_val:
+        return
+    if cfg.data.cv is not None:
+        raise InvalidConfig("train_on_val trains one final model on all of train+val; "
+                            "cross-validation splits them: drop one of --cv and --train-on-val.")
+    if cfg.train.patience is not None and cfg.train.monitor.startswith("val/"):
+        raise InvalidConfig(f"train_on_val leaves no validation split, so early stopping on "
+                            f"{cfg.train.monitor} cannot run: drop --patience (the run trains "
+                            "all its epochs and keeps the last one).")
 
 
 def _check_folds(data: DataConfig) -> None:

@@ -18,9 +18,11 @@ from core.analyze.predict import read_rows
 from core.errors import UserError
 from core.explain import effective_params, find_explanation, list_explainers
 from core.explain.cache import SUMMARY_INPUT, read_prediction, save_input_image, save_input_row
+from core.explain.ensemble import find_results
 from core.explain.plots import beeswarm_figure
 from core.runs import launchers
 from ui import state
+from ui.explain_cards import sharp_preview
 from ui.explain_views import (
     describe_prediction,
     png_bytes,
@@ -71,7 +73,7 @@ def pick_input(run, info):
             render_row(info, row, f"{upload.name}, first row")
             return saved
         saved = save_input_image(ws, run.id, upload.getvalue(), info.channels, upload.name)
-        st.image(str(saved[1]), width=160, caption=plain(upload.name))
+        st.image(sharp_preview(saved[1]), width=160, caption=plain(upload.name))
         return saved
     left, right = st.columns([1, 2])
     st.session_state.setdefault("explain_split", "test")
@@ -90,7 +92,7 @@ def pick_input(run, info):
     if info.modality == "tabular":
         render_row(info, raw, caption)
         return save_input_row(ws, run.id, raw, info.feature_names)
-    st.image(raw, width=160, caption=caption)
+    st.image(sharp_preview(raw), width=160, caption=caption)
     return save_input_image(ws, run.id, png_bytes(raw), info.channels)
 
 
@@ -147,7 +149,8 @@ def render_explanations(s, run, info, saved) -> None:
     sha, path = saved
     target, choice = pick_target(run, info, sha)
     methods, params = pick_methods(info)
-    found = {m: find_explanation(state.workspace(), run.id, sha, m, params[m], target)
+    # An ensemble's Grad-CAM and IG are one result per member (core.explain.ensemble).
+    found = {m: find_results(state.workspace(), run, sha, m, params[m], target)
              for m in methods} if target is not None else {m: None for m in methods}
     missing = [m for m in methods if found[m] is None]
     key = job_key(sha, choice, missing, {m: params[m] for m in missing})
@@ -160,7 +163,8 @@ def render_explanations(s, run, info, saved) -> None:
         st.rerun()
     if missing and job is not None:
         watch(job, "Explaining")
-    render_results_side_by_side([r for r in found.values() if r is not None], "explain_result")
+    render_results_side_by_side([r for rs in found.values() if rs for r in rs],
+                                "explain_result")
     if info.modality == "tabular" and target is not None:
         render_summary(s, run, info, target)
 

@@ -22,6 +22,8 @@ from core.cli.main import build_parser, command_keys, main
 SAMPLES: dict[str, list[str]] = {
     "datasets list": [],
     "datasets import": ["NAME", "--from", "CSV", "--target", "label"],
+    "datasets health": ["tiny"],
+    "datasets fix": ["tiny", "--drop-columns", "c", "--as", "NAME"],
     "models": [],
     "train": ["--create-only", "--dataset", "tiny", "--epochs", "1"],
     "runs": [],
@@ -35,11 +37,27 @@ SAMPLES: dict[str, list[str]] = {
     "evaluate": ["RUN"],
     "predict": ["RUN", "CSV"],
     "ensemble": ["RUN", "RUN"],
+    "cv-final": ["RUN"],
     "explain": ["RUN", "CSV", "--method", "nope"],
     "export": ["RUN"],
     "bench": ["RUN"],
     "bundles": ["RUN"],
     "serve": ["RUN", "--port", "0"],
+    "prune": ["RUN", "--amount", "0.5", "--unstructured"],
+    "distill": ["--teacher", "RUN", "--model", "smallcnn"],
+    "variants": ["RUN"],
+    "lr-find": ["--dataset", "tiny", "--steps", "10"],
+    "batch-find": ["--dataset", "tiny", "--max-batch", "16"],
+    "trackers": [],
+    "store info": [],
+    "store migrate": ["--to", "W"],  # not a URL: refused in one line, nothing copied
+    "executor": ["local"],
+    "runs export": ["RUN", "--to", "tensorboard", "TB"],
+    "tune": ["--dataset", "tiny", "--param", "nope=choice:a"],  # refused once tiny is found
+    "studies": [],
+    "study": ["RUN"],
+    "promote": ["RUN"],
+    "_tune": ["RUN"],
 }
 KEYS = command_keys(build_parser())
 
@@ -171,6 +189,9 @@ EXPECT: dict[str, Callable[..., Callable[[int, str, str], None]]] = {
     "queue": lambda run_id, home: ok(lambda o: o["max_jobs"] >= 1 and o["running"] == []),
     "bundles": lambda run_id, home: ok(lambda o: o["bundles"] == []),
     "ensemble": lambda run_id, home: refused_without_checkpoint(run_id),
+    "tune": lambda run_id, home: lambda code, out, err: (
+        code == 2 and "not a tunable config field" in err) or pytest.fail(err),
+    "studies": lambda run_id, home: ok(lambda o: o["studies"] == []),
 }
 
 

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from core.cli.base import COMMANDS, Result, add_global_options, emit
-from core.errors import InvalidConfig, UserError, workspace_error
+from core.errors import UserError, workspace_error
 from core.workspace import Workspace, home_path
 
 # Every step's commands, in the order ``--help`` lists them. Each module defines
@@ -25,11 +25,16 @@ from core.workspace import Workspace, home_path
 COMMAND_MODULES = (
     "core.cli.datasets",
     "core.cli.train",
+    "core.cli.finders",
     "core.cli.runs",
+    "core.cli.tune",
     "core.cli.evaluate",
     "core.cli.predict",
     "core.cli.ensemble",
+    "core.cli.crossval",
+    "core.cli.compress",
     "core.cli.deploy",
+    "core.cli.store",
 )
 
 
@@ -59,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     body = None
     try:
-        _check_future_options(args)
+        _check_scale_options(args)
         # A command that reads nothing of the workspace (``models``) does not create one.
         if getattr(args, "workspace", True):
-            args.ws = Workspace.open(args.home)
+            args.ws = Workspace.open(args.home, store=args.store, executor=args.executor)
         if args.job:
             from core.runs.body import JobBody
 
@@ -95,15 +100,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     return outcome
 
 
-def _check_future_options(args: argparse.Namespace) -> None:
-    """``--store`` and ``--executor`` parse today; what they name is refused until it exists,
-    rather than silently using the local SQLite store and local processes instead."""
-    if args.store:
-        raise InvalidConfig(f"--store {args.store}: only the workspace's own SQLite store is "
-                            "supported for now; omit --store.")
-    if args.executor not in (None, "local"):
-        raise InvalidConfig(f"--executor {args.executor} is not supported yet; omit it to run "
-                            "jobs as local processes.")
+def _check_scale_options(args: argparse.Namespace) -> None:
+    """``--executor ray`` needs a store every machine reaches (the cluster contract): refused
+    in one line before anything is queued. ``--store`` and ``--executor`` then reach the
+    workspace, and through it every job this command starts."""
+    if args.executor:
+        from core.runs.executors import check_cluster
+        from core.workspace import resolve_store_url
+
+        check_cluster(args.executor, resolve_store_url(args.store))
 
 
 def _finish(body, args: argparse.Namespace, code: int, error: str | None) -> None:

@@ -38,6 +38,8 @@ def add_parsers(sub) -> None:
                    help="tabular runs: SHAP values over a sample of the test split instead")
     e.add_argument("--rows", type=int, default=100, help="test rows in the --summary (100)")
     e.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    e.add_argument("--member", metavar="RUN", help="an ensemble's Grad-CAM or IG: explain this "
+                                                   "member only (default: every member)")
 
 
 @command("predict")
@@ -64,7 +66,8 @@ def predict(args: argparse.Namespace) -> Result:
 
 @command("explain")
 def explain(args: argparse.Namespace) -> Result:
-    from core.explain.runner import explain_input, explain_summary, read_input
+    from core.explain.ensemble import explain as explain_any
+    from core.explain.runner import explain_summary, read_input
     from core.models.loaded import load_run
 
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
@@ -83,8 +86,9 @@ def explain(args: argparse.Namespace) -> Result:
     results = []
     for method in methods:
         with progress(args, f"explain {method}") as bar:
-            results.append(explain_input(loaded, x, sha, shown, method, args.target,
-                                         params[method], bar, use_cache=not args.no_cache))
+            results += explain_any(loaded, args.file, args.row, x, sha, shown, method,
+                                   args.target, params[method], bar, not args.no_cache,
+                                   args.member)
     return _report(args, results)
 
 
@@ -131,13 +135,15 @@ def _report(args: argparse.Namespace, results: list) -> Result:
     import numpy as np
 
     from core.explain.cache import explain_dir
+    from core.explain.trust import verdict_of
 
     if args.out:
         np.save(args.out, results[0].attributions)
     folder = explain_dir(args.ws, results[0].run_id)
     payload = [_payload(r, folder) for r in results]
-    lines = [f"{p['method']}: target {p['target_label']} (p={p['probability']:.3f})"
-             + (f", sanity check {'passed' if p['sanity']['passed'] else 'FAILED'}"
+    lines = [f"{p['method']}" + (f" of member {p['run_id']}" if p["run_id"] != args.run else "")
+             + f": target {p['target_label']} (p={p['probability']:.3f})"
+             + (f", sanity check {verdict_of(p['sanity']).replace('failed', 'FAILED')}"
                 f" (similarity {_number(p['sanity']['similarity'])})" if p["sanity"] else "")
              + (f", deletion AUC {p['deletion']['auc']:.3f} vs random "
                 f"{p['deletion']['random_auc']:.3f}" if p["deletion"] else "")
@@ -164,6 +170,7 @@ def _payload(result, folder) -> dict[str, Any]:
         "sanity": result.sanity,
         "deletion": {k: result.deletion[k] for k in ("auc", "random_auc")
                      if k in result.deletion},
-        "extras": result.extras, "seconds": result.seconds,
+        "extras": {k: v for k, v in result.extras.items() if not isinstance(v, np.ndarray)},
+        "seconds": result.seconds,
         "cache": str(folder / f"{result.method}-{result.key}.json"),
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 from core import runs
 from core.cli.base import Result, add_command, command
-from core.errors import InvalidName
+from core.errors import InvalidConfig, InvalidName
 from core.runs import reconcile
 from core.runs.records import TERMINAL, Job, Run
 from core.runs.store import Store
@@ -18,7 +18,14 @@ from core.workspace import is_valid_name
 
 
 def add_parsers(sub) -> None:
-    add_command(sub, "runs", "list runs").add_argument("--limit", type=int, default=50)
+    listing = add_command(sub, "runs", "list runs (`runs export RUN --to mlflow URI`: send one "
+                                       "to a tracker)")
+    listing.add_argument("--limit", type=int, default=50)
+    export = add_command(listing.add_subparsers(dest="runs_command", metavar="COMMAND"),
+                         "export", "send a finished run to MLflow or TensorBoard", group="runs")
+    export.add_argument("run")
+    export.add_argument("--to", nargs=2, required=True, metavar=("TRACKER", "TARGET"),
+                        help="mlflow URI (http://HOST:PORT, file:///DIR) or tensorboard DIR")
     add_command(sub, "status", "show a run: status, lineage, progress, its jobs").add_argument(
         "run")
     add_command(sub, "cancel", "stop a run's training, or any job (RUN or JOB id)").add_argument(
@@ -27,6 +34,7 @@ def add_parsers(sub) -> None:
     res = add_command(sub, "resume", "continue an interrupted or cancelled run")
     res.add_argument("run")
     res.add_argument("--detach", action="store_true", help="resume in the background")
+    res.add_argument("--trials", type=int, help="a study: run this many more trials")
     jobs = add_command(sub, "jobs", "background work: what runs, what waits, what ended")
     jobs.add_argument("--all", action="store_true", help="also the jobs that ended")
     jobs.add_argument("--limit", type=int, default=50)
@@ -48,6 +56,16 @@ def runs_list(args: argparse.Namespace) -> Result:
     return Result({"runs": [run_payload(r) for r in items]}, "\n".join(lines) or "no runs yet")
 
 
+@command("runs export")
+def runs_export(args: argparse.Namespace) -> Result:
+    from core.train.sinks import export_run
+
+    tracker, target = args.to
+    found = export_run(args.ws, args.run, tracker, target)
+    return Result(found, f"exported {args.run} to {tracker} ({found['tracker_run']}): "
+                         f"{found['metrics']} metric points, {len(found['artifacts'])} file(s)")
+
+
 @command("status")
 def status(args: argparse.Namespace) -> Result:
     store = args.ws.store
@@ -56,6 +74,9 @@ def status(args: argparse.Namespace) -> Result:
     if run.kind == "cv":  # a cross-validation parent: its folds and their mean +- std
         from core.cli.crossval import cv_result
         return cv_result(args.ws, run.id)
+    if run.kind == "study":  # a tuning study: its trials and its best
+        from core.cli.tune import study_result
+        return study_result(args.ws, run.id)
     payload = run_payload(run)
     payload["latest"] = {k: v[-1][1] for k, v in store.get_metrics(run.id).items() if v}
     jobs = store.list_jobs(run_id=run.id)
@@ -91,6 +112,15 @@ def delete(args: argparse.Namespace) -> Result:
 @command("resume")
 def resume(args: argparse.Namespace) -> Result:
     store = args.ws.store
+    if store.get_run(args.run).kind == "study":  # a new driver; --trials raises its budget
+        from core.cli.tune import follow_study, study_result
+        from core.tune import resume_study
+        resume_study(store, args.run, trials=args.trials)
+        if not args.detach:
+            follow_study(args.ws, args.run)
+        return study_result(args.ws, args.run)
+    if args.trials is not None:
+        raise InvalidConfig(f"--trials adds trials to a study; {args.run} is not one.")
     run = runs.resume(store, args.run)
     if run.kind == "cv":  # resumed its interrupted or cancelled folds
         from core.cli.crossval import cv_result, follow_cv
@@ -134,10 +164,14 @@ def queue(args: argparse.Namespace) -> Result:
 def job(args: argparse.Namespace) -> int:
     from core.train import execute_run
 
-    summary = execute_run(args.ws, args.run, resume=args.resume)
+    callbacks = []
+    if args.ws.store.get_run(args.run).kind == "trial":  # reports each epoch to its study
+        from core.tune.callback import trial_callbacks
+        callbacks = trial_callbacks(args.ws, args.run)
+    summary = execute_run(args.ws, args.run, resume=args.resume, callbacks=callbacks)
     args.job_status = summary.get("status")  # the job ends as its run did
     args.result = {"run_id": args.run, "status": args.job_status}
-    return 0 if args.job_status in ("completed", "cancelled") else 1
+    return 0 if args.job_status in ("completed", "cancelled", "pruned") else 1
 
 
 # -- helpers (train shares them) -----------------------------------------------------------------

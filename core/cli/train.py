@@ -22,6 +22,11 @@ def add_parsers(sub) -> None:
                    help="record the run and print its id without starting it (to launch it "
                         "yourself, e.g. with torchrun on several nodes)")
     add_config_flags(p)
+    t = add_command(sub, "trackers", "show or set where every run of the workspace also logs "
+                                     "(MLflow, TensorBoard); a run's --mlflow/--tensorboard "
+                                     "overrides it")
+    t.add_argument("--mlflow", metavar="URI|off", help="MLflow tracking URI, or off")
+    t.add_argument("--tensorboard", metavar="DIR|off", help="TensorBoard log folder, or off")
 
 
 @command("models")
@@ -47,6 +52,11 @@ def train(args: argparse.Namespace) -> Result:
         from core.cli.crossval import train_cv
 
         return train_cv(args.ws, config, args.name, args.detach)
+    if config.data.train_on_val:  # refused before it is queued; the user is told what it means
+        from core.data.folds import TRAIN_ON_VAL_NOTE, check_train_on_val
+
+        check_train_on_val(args.ws, config.data)
+        print(TRAIN_ON_VAL_NOTE, file=sys.stderr)
     if args.create_only:
         run = runs.create_run(store, config, name=args.name)
         return Result(run_payload(run), run.id)
@@ -56,3 +66,16 @@ def train(args: argparse.Namespace) -> Result:
                                         f"(`python -m core status {run.id}`)")
     print(f"run {run.id}", file=sys.stderr)
     return report(follow(store, run.id))
+
+
+@command("trackers")
+def trackers(args: argparse.Namespace) -> Result:
+    from core.train.sinks import OFF, SETTING, TRACKERS, set_workspace_target
+
+    store = args.ws.store
+    for tracker in TRACKERS:
+        value = getattr(args, tracker)
+        if value is not None:
+            set_workspace_target(store, tracker, value)
+    found = {tracker: store.get_setting(SETTING.format(tracker)) or OFF for tracker in TRACKERS}
+    return Result(found, "\n".join(f"{k:12} {v}" for k, v in found.items()))

@@ -67,6 +67,7 @@ def explain_input(loaded: LoadedRun, x: torch.Tensor, input_sha: str, shown: np.
     modality = loaded.info.modality
     spec = get_explainer_spec(method, modality)
     params = effective_params(method, modality, params)
+    _refuse_per_member(loaded, method)
     probs = loaded.predict_proba(x[None])[0]
     cache.write_prediction(loaded.ws, loaded.run_id, loaded.checkpoint_signature, input_sha,
                            probs, loaded.classes)
@@ -136,6 +137,16 @@ def explain_summary(loaded: LoadedRun, target: int, rows: int = SUMMARY_ROWS,
         seconds=round(time.monotonic() - started, 3), created_at=time.time(), key=key)
     cache.save_explanation(loaded.ws, result)
     return result
+
+
+def _refuse_per_member(loaded: LoadedRun, method: str) -> None:
+    """An ensemble's Grad-CAM and IG belong to its members (``core.explain.ensemble``)."""
+    from core.analyze.ensemble import is_ensemble
+    from core.explain.ensemble import PER_MEMBER
+
+    if method in PER_MEMBER and is_ensemble(loaded):
+        raise InvalidConfig(f"{method} explains one network: on ensemble {loaded.run_id} it "
+                            "runs per member (core.explain.ensemble.explain).")
 
 
 def _phase(progress: ProgressFn, start: float, span: float, label: str) -> ProgressFn:

@@ -23,6 +23,7 @@ from core.checkpoint import (
     model_state,
     run_checkpoint,
 )
+from core.compress.architecture import rebuild_from_checkpoint
 from core.config import RunConfig
 from core.data import DatasetInfo, check_fingerprint, get_info
 from core.errors import InvalidRunState
@@ -100,7 +101,10 @@ def load_run(ws: Workspace, run_id: str, device: str = "cpu") -> LoadedRun:
     # The architecture only: the weights come from the checkpoint, never a download.
     arch = type(config.model)(name=config.model.name)
     model = create_model(config.model.name, info, arch, image_size=image_size)
-    load_model_state(model, model_state(state), path)
+    weights = model_state(state)
+    # A pruned run's checkpoint records its layers' shapes (numbers, never a pickled module).
+    rebuild_from_checkpoint(model, state, weights)
+    load_model_state(model, weights, path)
     target = torch.device(device)
     model.to(target).eval()
     return LoadedRun(run_id, ws, config, info, image_size, model, path, target)

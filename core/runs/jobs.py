@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from core.errors import InvalidConfig, InvalidRunState
-from core.runs.processes import is_alive, signal_group, spawn_detached, wait_dead
+from core.runs.executors import executor_name, get_executor, job_env
+from core.runs.processes import is_alive
 from core.runs.records import ACTIVE, HEAVY_KINDS, Job
 from core.runs.store import Store
 from core.workspace import run_dir
@@ -29,6 +29,7 @@ MAX_JOBS_ENV = "LAB2MARKET_MAX_JOBS"
 MAX_JOBS_SETTING = "max_jobs"
 CANCEL_GRACE_S = 20.0  # SIGTERM, then this long to checkpoint and exit, then SIGKILL
 START_GRACE_S = 30.0  # a claimed job may take this long to record its pid
+DATASET_SUBJECT = "dataset:"  # a job about a dataset rather than a run: "dataset:NAME"
 
 
 # -- the queue -----------------------------------------------------------------------------------
@@ -74,9 +75,14 @@ def _check_max_jobs(value: int | str, what: str) -> int:
 
 
 def submit(store: Store, run_id: str, kind: str, argv: Sequence[str], key: str = "") -> Job:
-    """Queue a job (``argv``: the arguments after ``python``) and start it if it is due."""
-    store.get_run(run_id)  # a clear error for an unknown run, before anything is queued
-    job = store.create_job(run_id, kind, argv, key=key, heavy=kind in HEAVY_KINDS)
+    """Queue a job (``argv``: the arguments after ``python``) and start it if it is due.
+
+    ``run_id`` names what the job is about: a run, or a dataset as ``dataset:NAME`` (its
+    health check), whose caller has checked that it exists."""
+    if not run_id.startswith(DATASET_SUBJECT):
+        store.get_run(run_id)  # a clear error for an unknown run, before anything is queued
+    job = store.create_job(run_id, kind, argv, key=key, heavy=kind in HEAVY_KINDS,
+                           executor=executor_name(store))
     dispatch(store)
     return store.get_job(job.id)
 
@@ -97,15 +103,17 @@ def dispatch(store: Store) -> list[str]:
 
 
 def _spawn(store: Store, job: Job) -> None:
-    env = {}
+    env = job_env(store)  # the same store (and executor) for the jobs this one queues
     # Two cores shared by several jobs: OpenMP threads that spin-wait for each other make every
     # job several times slower, so a job that is not alone (or is a DDP launcher) gets one.
     if len(store.active_jobs()) > 1 or "torch.distributed.run" in job.argv:
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
-    argv = [*job.argv, "--home", str(store.home), "--job", job.id]
-    log_file = "log.txt" if job.kind == "train" else f"job-{job.kind}.log"
-    pid, start = spawn_detached(argv, run_dir(store.home, job.run_id) / log_file, env)
-    store.update_job(job.id, pid=pid, pid_start=start)
+    if job.run_id.startswith(DATASET_SUBJECT):  # no run folder: the workspace's jobs/ folder
+        log = store.home / "jobs" / f"{job.id}.log"
+    else:
+        log = run_dir(store.home, job.run_id) / (
+            "log.txt" if job.kind == "train" else f"job-{job.kind}.log")
+    get_executor(job.executor).spawn(store, job, env, log)
 
 
 # -- reconcile -----------------------------------------------------------------------------------
@@ -124,9 +132,10 @@ def reconcile(store: Store) -> list[str]:
     for job in store.active_jobs():
         if job.status == "queued":
             continue
-        if job.pid is None and now - (job.started_at or now) < START_GRACE_S:
+        if (job.executor == "local" and job.pid is None
+                and now - (job.started_at or now) < START_GRACE_S):
             continue
-        if job.pid is not None and is_alive(job.pid, job.pid_start):
+        if get_executor(job.executor).is_alive(store, job) is not False:  # or cannot tell
             continue
         message = "The job's process ended without finishing (killed or crashed)."
         if store.set_job_status(job.id, "interrupted", error=message):
@@ -145,6 +154,10 @@ def _reconcile_orphan_runs(store: Store, now: float) -> list[str]:
         if run.kind == "cv":  # a cross-validation parent: its status is its folds'
             from core.runs.cv import sync
             sync(store, run.id)
+            continue
+        if run.kind == "study":  # a tuning study: its status is its driver job's (core.tune)
+            from core.tune.study import sync_study
+            sync_study(store, run.id)
             continue
         if run.id in busy:
             continue
@@ -191,15 +204,7 @@ def cancel_job(store: Store, job_id: str, grace: float = CANCEL_GRACE_S) -> Job:
         return store.get_job(job_id)
     store.request_cancel(job_id)
     job = store.get_job(job_id)
-    killed = False
-    if job.pid and is_alive(job.pid, job.pid_start):
-        signal_group(job.pid, signal.SIGTERM)
-        if not wait_dead(job.pid, job.pid_start, grace):
-            log.warning("Job %s ignored SIGTERM for %.0f s; killing it", job_id, grace)
-            signal_group(job.pid, signal.SIGKILL)
-            wait_dead(job.pid, job.pid_start, 5.0)
-            killed = True
-    if killed:
+    if get_executor(job.executor).stop(store, job, grace):  # it had to be killed
         message = (f"Killed: it did not stop within {grace:.0f} s of the cancel request; "
                    "work since its last checkpoint is lost.")
         store.set_job_status(job_id, "interrupted", error=message)

@@ -55,6 +55,12 @@ def start_bench(store: Store, run_id: str, budget_s: float) -> Job:
                   python_core("bench", run_id, "--budget", str(float(budget_s))))
 
 
+def start_variants(store: Store, run_id: str, budget_s: float = 2.0) -> Job:
+    """Measure a run and its pruned / distilled variants side by side (``variants RUN``)."""
+    return submit(store, run_id, "variants",
+                  python_core("variants", run_id, "--budget", str(float(budget_s))))
+
+
 def start_serve(store: Store, run_id: str, bundle: str, port: int, max_concurrency: int = 4,
                 token_file: str | Path | None = None) -> Job:
     """Serve one of the run's bundles on 127.0.0.1:``port`` until cancelled."""
@@ -75,3 +81,25 @@ def start_ensemble(store: Store, member_ids: Sequence[str], method: str, name: s
     if name:
         argv.append(f"--name={name}")  # one token: a name that starts with '-' is still a name
     return submit(store, member_ids[0], "ensemble", python_core(*argv), key=method)
+
+
+def start_health(store: Store, dataset: str, run_id: str | None = None,
+                 refresh: bool = False) -> Job:
+    """Check dataset ``dataset`` (``datasets health NAME [--run RUN]``), a job about the dataset
+    (``dataset:NAME``), keyed by the run. A check already under way for the same dataset and
+    run is returned rather than started twice (a double click)."""
+    from core.data.registry import get_info
+    from core.runs.jobs import DATASET_SUBJECT
+    from core.workspace import Workspace
+
+    get_info(Workspace.of(store), dataset)  # a clear error for an unknown dataset
+    if run_id is not None:
+        store.get_run(run_id)
+    subject, key = f"{DATASET_SUBJECT}{dataset}", run_id or ""
+    running = store.latest_job(subject, "health", key)
+    if running is not None and running.is_active:
+        return running
+    argv = ["datasets", "health", dataset, *(["--run", run_id] if run_id else []),
+            *(["--refresh"] if refresh else [])]
+    return submit(store, subject, "health", python_core(*argv), key=key)
+

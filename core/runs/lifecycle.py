@@ -56,8 +56,14 @@ def launch(store: Store, config: RunConfig, name: str = "", kind: str = "trained
     return store.get_run(run.id)
 
 
+# The job that trains a run is named for what it does: a pruned run's prunes, a distilled one's
+# distills (each fine-tunes or trains like any training job).
+TRAINING_JOB = {"pruned": "prune", "distilled": "distill"}
+
+
 def enqueue_training(store: Store, run_id: str, resume: bool = False) -> Job:
-    return submit(store, run_id, "train", train_argv(store.get_run(run_id), resume))
+    run = store.get_run(run_id)
+    return submit(store, run_id, TRAINING_JOB.get(run.kind, "train"), train_argv(run, resume))
 
 
 def resume(store: Store, run_id: str) -> Run:
@@ -73,6 +79,9 @@ def resume(store: Store, run_id: str) -> Run:
     if run.kind == "cv":  # a cross-validation parent has no training of its own: its folds do
         from core.runs.cv import resume_cv
         return resume_cv(store, run_id)
+    if run.kind == "study":  # a tuning study: a new driver resumes its trials (core.tune)
+        from core.tune.study import resume_study
+        return resume_study(store, run_id)
     if run.status in RESUMABLE:  # training on changed data would mix two datasets in one run
         check_fingerprint(Workspace.of(store), run.summary.get("dataset_fingerprint"),
                           run.dataset, run_id=run_id)
@@ -93,6 +102,9 @@ def cancel(store: Store, run_id: str, timeout: float | None = None) -> Run:
     if run.kind == "cv":  # a cross-validation parent has no job of its own: its folds do
         from core.runs.cv import cancel_cv
         return cancel_cv(store, run_id, timeout)
+    if run.kind == "study":  # a tuning study: its driver, then its trials (core.tune)
+        from core.tune.study import cancel_study
+        return cancel_study(store, run_id, timeout)
     if run.status not in ACTIVE:
         raise InvalidRunState(f"Run {run_id} is {run.status}; only queued or running runs can "
                               "be cancelled.")
@@ -120,6 +132,9 @@ def delete(store: Store, run_id: str) -> None:
                                       f"{run_id}`).")
         for fold in folds:
             delete(store, fold.id)
+    if run.kind == "study":  # a tuning study goes with its trials (each checked first)
+        from core.tune.study import delete_trials
+        delete_trials(store, run_id)
     busy = store.active_jobs(run_id)
     if busy:
         kinds = ", ".join(sorted({j.kind for j in busy}))

@@ -15,16 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACTIVE = ("queued", "running")
-TERMINAL = ("completed", "failed", "cancelled", "interrupted")
-STATUSES = (*ACTIVE, *TERMINAL, "pruned")  # "pruned": a tuning trial stopped by its study
+# "pruned": a tuning trial its study stopped early (a verdict on its settings, not resumable).
+TERMINAL = ("completed", "failed", "cancelled", "interrupted", "pruned")
+STATUSES = (*ACTIVE, *TERMINAL)
 RESUMABLE = ("interrupted", "cancelled")
 
 # How a run came to be (its lineage); shown in the runs table and in `status RUN`. A ``cv`` run is
 # the parent of its ``cv_fold`` runs: it trains nothing itself and has no model of its own.
-RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold", "cv")
+RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold", "cv",
+             "lr_find",  # lr_find: a learning-rate range test (a curve, no model)
+             "study")  # study: the parent of its ``trial`` runs (core.tune), like ``cv``
 # Jobs that hold a slot of the workspace queue. Everything else (evaluate, explain, predict,
 # export, bench, serve) is light and never waits behind a training job.
-HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv"})
+HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv", "lr_find"})
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Job:
     started_at: float | None
     ended_at: float | None
     updated_at: float
+    executor: str = "local"  # where its process runs (core.runs.executors)
 
     @property
     def is_active(self) -> bool:

@@ -18,6 +18,7 @@ from core.config import RunConfig
 from core.errors import UserError, WorkspaceUnavailable, workspace_error
 from core.runs.store import Store
 from core.train import distributed as dist
+from core.train.batch_finder import OutOfMemory, is_out_of_memory, out_of_memory_message
 from core.train.callbacks import Callback, EarlyStopping, StoreLogger
 from core.workspace import Workspace, run_dir
 
@@ -39,6 +40,9 @@ def execute_run(ws: Workspace, run_id: str, resume: bool = False,
     """
     store = ws.store
     run = store.get_run(run_id)
+    if run.kind == "lr_find":  # a resumed LR range test runs again: it keeps no checkpoint
+        from core.train.lr_finder import run_lr_find
+        return run_lr_find(ws, run_id)
     config = RunConfig.from_dict(run.config)
     info = dist.detect()
     folder = ws.run_dir(run_id)
@@ -56,6 +60,9 @@ def execute_run(ws: Workspace, run_id: str, resume: bool = False,
         summary = trainer.fit(resume=resume)
     except Exception as exc:  # noqa: BLE001 - a job records every failure before it exits
         started = trainer is not None and trainer.started
+        if is_out_of_memory(exc):  # one line that names the way out, not a CUDA traceback
+            device = str(trainer.device) if trainer is not None else None
+            exc = OutOfMemory(out_of_memory_message(config, device))
         summary = _record_failure(store, run_id, exc, info.is_main, resume and not started)
     else:
         if info.is_main:
@@ -89,12 +96,25 @@ def _start(store: Store, run_id: str, resume: bool, record_pid: bool) -> bool:
 
 def _build_trainer(ws: Workspace, config: RunConfig, folder: Path, run_id: str,
                    is_main: bool, callbacks: list[Callback] | tuple[Callback, ...]) -> Trainer:
-    from core.train.trainer import Trainer  # torch is imported only when a run executes
+    # torch is imported only when a run executes. A pruned run prunes its source's weights
+    # first; a distilled one also learns from its teacher's predictions.
+    if config.prune is not None:
+        from core.compress.finetune import PruneTrainer as Trainer
+    elif config.distill is not None:
+        from core.train.distill import DistillTrainer as Trainer
+    else:
+        from core.train.trainer import Trainer
 
     t = config.train
     cbs: list[Callback] = [EarlyStopping(t.monitor, t.mode, t.patience)]
     if is_main:
-        cbs.append(StoreLogger(ws.store, run_id))
+        from core.train.monitor import ResourceMonitor, StarvationHint
+        from core.train.sinks import build_sinks
+
+        cbs += [StoreLogger(ws.store, run_id), StarvationHint(ws.store, run_id),
+                *build_sinks(ws, run_id, config)]
+        if t.resource_every > 0:
+            cbs.append(ResourceMonitor(ws.store, run_id, every_s=t.resource_every))
     return Trainer(ws, config, folder, callbacks=[*cbs, *callbacks])
 
 

@@ -33,7 +33,7 @@ from core.errors import InvalidRunState
 from core.models import create_model
 from core.train import distributed as dist
 from core.train.callbacks import Callback, is_better
-from core.train.sampler import EpochSampler
+from core.train.sampler import EpochSampler, balanced_weights, inverse_frequency
 from core.train.setup import build_optimizer, build_scheduler, resolve_device, resolve_precision
 
 if TYPE_CHECKING:
@@ -79,7 +79,8 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.criterion = nn.CrossEntropyLoss(weight=self._class_weights(),
+                                             label_smoothing=cfg.train.label_smoothing)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.train)
         batches = len(self.train_loader.batch_sampler)  # full epoch from batch 0
         self.steps_per_epoch = math.ceil(batches / cfg.train.grad_accum)
@@ -91,8 +92,11 @@ class Trainer:
         cfg = self.config
         data = build_torch_split(self.dataset, split, self.image_size, train=train,
                                  augment=cfg.data.augment if train else ())
+        weights = balanced_weights(data.labels) if train and cfg.train.balanced_sampler \
+            else None
         sampler = EpochSampler(len(data), shuffle=train, seed=cfg.train.seed,
-                               rank=self.dist.rank, world_size=self.dist.world_size, pad=train)
+                               rank=self.dist.rank, world_size=self.dist.world_size, pad=train,
+                               weights=weights)
         workers = cfg.data.num_workers
         # A private generator: creating an iterator draws a worker base seed from it, and that
         # draw must not shift the global RNG (dropout, augmentation) or resume would not be exact.
@@ -102,6 +106,14 @@ class Trainer:
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=cfg.data.pin_memory and self.device.type == "cuda",
                           collate_fn=collate_skipping)
+
+    def _class_weights(self) -> torch.Tensor | None:
+        """Inverse-frequency weights over the training split's labels (``--class-weights``)."""
+        if not self.config.train.class_weights:
+            return None
+        weights = inverse_frequency(self.dataset.labels("train"),
+                                    len(self.dataset.info.classes))
+        return torch.as_tensor(weights, dtype=torch.float32, device=self.device)
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -137,19 +149,23 @@ class Trainer:
             torch.manual_seed(cfg.seed * 1_000 + epoch)  # dropout/augmentation: exact on resume
         n_batches = start_batch + len(loader)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, correct, count
-        elapsed = 0.0
+        elapsed = waited = 0.0  # waited: time blocked on the data loader for the next batch
         if partial:
             sums += torch.tensor(partial["sums"], dtype=torch.float64, device=self.device)
-            elapsed = partial["elapsed"]
+            elapsed, waited = partial["elapsed"], partial.get("waited", 0.0)
         self.model.train()
         if self.config.model.freeze_backbone:
             _freeze_norm_stats(self.raw_model)
         t0 = time.perf_counter()
-        for i, (x, y, _, skipped) in enumerate(loader, start=start_batch):
+        batches = iter(loader)
+        for i in range(start_batch, n_batches):
+            t_ask = time.perf_counter()
+            x, y, idx, skipped = next(batches)
+            waited += time.perf_counter() - t_ask
             self.skipped["train"].update(skipped)
             last_micro = (i + 1) % cfg.grad_accum == 0 or i + 1 == n_batches
             if len(y):
-                sums += self.forward_backward(x, y, sync=last_micro)
+                sums += self.forward_backward(x, y, sync=last_micro, idx=idx)
             if not last_micro:
                 continue
             self.optimizer_step()
@@ -160,15 +176,17 @@ class Trainer:
                     else self.stop_requested:
                 elapsed += time.perf_counter() - t0
                 self.save(batch_in_epoch=i + 1,
-                          partial={"sums": sums.tolist(), "elapsed": elapsed})
+                          partial={"sums": sums.tolist(), "elapsed": elapsed, "waited": waited})
                 return None
         elapsed += time.perf_counter() - t0
         sums = dist.all_reduce_sum(sums)
         loss, correct, count = sums.tolist()
         return {"train/loss": loss / max(count, 1), "train/acc": correct / max(count, 1),
-                "throughput": count / max(elapsed, 1e-9), "epoch_time": elapsed}
+                "throughput": count / max(elapsed, 1e-9), "epoch_time": elapsed,
+                "data_wait": waited / max(elapsed, 1e-9)}
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool) -> torch.Tensor:
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, sync: bool,
+                         idx: torch.Tensor | None = None) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         # DDP all-reduces gradients on every backward; skip it on accumulation micro-batches.
@@ -177,12 +195,18 @@ class Trainer:
         with no_sync:
             with self.precision.autocast(self.device):
                 logits = self.model(x)
-                loss = self.criterion(logits, y)
+                loss = self.compute_loss(logits, y, x, idx)
             self.scaler.scale(loss / self.config.train.grad_accum).backward()
         n = y.shape[0]
         correct = (logits.detach().argmax(1) == y).sum()
         return torch.stack([loss.detach().double() * n, correct.double(),
                             torch.tensor(float(n), dtype=torch.float64, device=self.device)])
+
+    def compute_loss(self, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
+                     idx: torch.Tensor | None) -> torch.Tensor:
+        """One batch's training loss; a subclass may use the inputs and their positions in the
+        split (distillation asks its teacher about them)."""
+        return self.criterion(logits, y)
 
     def optimizer_step(self) -> None:
         cfg = self.config.train
