@@ -39,8 +39,12 @@ fi
 "${as_pg[@]}" "$bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w start \
   -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir" >/dev/null
 "${as_pg[@]}" "$bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres lab2market 2>/dev/null || true
+# Every fixed port of a head is named, so a second cluster on the same machine (another team
+# member's, a test's) cannot take the job agent's port and leave this head without one.
 ray start --head --num-cpus "${RAY_CPUS:-2}" --temp-dir "$dir/ray" --node-ip-address 127.0.0.1 \
-  --port "${RAY_PORT:-56379}" --dashboard-host 127.0.0.1 --dashboard-port "$dash_port" --disable-usage-stats >/dev/null
+  --port "${RAY_PORT:-56379}" --dashboard-host 127.0.0.1 --dashboard-port "$dash_port" \
+  --dashboard-agent-listen-port "${RAY_AGENT_PORT:-52365}" \
+  --ray-client-server-port "${RAY_CLIENT_PORT:-10001}" --disable-usage-stats >/dev/null
 
 export LAB2MARKET_HOME=$dir/workspace
 export LAB2MARKET_STORE=postgresql://postgres@127.0.0.1:$pg_port/lab2market

@@ -39,7 +39,9 @@ def ray_head(num_cpus: int = 2) -> Iterator[str]:
     cmd = [ray, "start", "--head", "--num-cpus", str(num_cpus), "--num-gpus", "0",
            "--temp-dir", folder, "--port", str(free_port()), "--node-ip-address", "127.0.0.1",
            "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-           "--dashboard-port", str(dashboard), "--disable-usage-stats"]
+           "--dashboard-port", str(dashboard),
+           "--dashboard-agent-listen-port", str(free_port()),
+           "--ray-client-server-port", str(free_port()), "--disable-usage-stats"]
     # Its own session: Ray's daemons must never signal the test's process group.
     started = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
                              start_new_session=True)

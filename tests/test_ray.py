@@ -97,7 +97,8 @@ def test_the_one_machine_team_script(tmp_path):
     digits epoch trained through Ray into PostgreSQL, and everything it started stopped."""
     folder = tempfile.mkdtemp(prefix="l2m-team-")
     env = {**os.environ, "PG_PORT": str(free_port()), "RAY_PORT": str(free_port()),
-           "RAY_DASHBOARD_PORT": str(free_port())}
+           "RAY_DASHBOARD_PORT": str(free_port()), "RAY_AGENT_PORT": str(free_port()),
+           "RAY_CLIENT_PORT": str(free_port())}  # the module's own cluster holds the defaults
     env.pop(STORE_ENV, None)
     try:
         done = subprocess.run([str(ROOT / "scripts" / "team_one_machine.sh"), folder, "--check"],
