@@ -24,15 +24,14 @@ import numpy as np
 import torch
 
 from core.analyze.combiners import combine
-from core.checkpoint import file_signature
 from core.data import DatasetInfo
 from core.errors import InvalidConfig
-from core.models.loaded import LoadedRun
+from core.models.loaded import LoadedRun, ModelOutputs
 from core.workspace import Workspace
 
 
 @dataclass
-class EnsembleRun:
+class EnsembleRun(ModelOutputs):
     run_id: str
     ws: Workspace
     info: DatasetInfo
@@ -92,19 +91,6 @@ class EnsembleRun:
         members = ", ".join(m.run_id for m in self.members)
         raise InvalidConfig(f"Run {run_id} is not a member of ensemble {self.run_id}; its "
                             f"members are {members}.")
-
-    @cached_property
-    def checkpoint_signature(self) -> str:
-        return file_signature(self.checkpoint)
-
-    @torch.no_grad()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Log of the combined probabilities (``model``): a softmax gives them back."""
-        return self.model(batch.to(self.device)).float().cpu()
-
-    def predict_proba(self, batch: torch.Tensor) -> np.ndarray:
-        """Combined probabilities of a batch preprocessed with ``preprocess`` (``model``)."""
-        return torch.softmax(self.logits(batch), dim=1).numpy()
 
     def predict_raw(self, raws: Iterable[Any]) -> np.ndarray:
         """Combined probabilities of raw inputs (PIL images or feature rows), each member

@@ -30,8 +30,30 @@ from core.errors import InvalidRunState
 from core.workspace import Workspace
 
 
+class ModelOutputs:
+    """What a loaded run and a loaded ensemble compute alike from ``model``, ``device`` and
+    ``checkpoint`` (an ensemble's is its fitted combiner file)."""
+
+    model: nn.Module
+    device: torch.device
+    checkpoint: Path
+
+    @cached_property
+    def checkpoint_signature(self) -> str:
+        """The checkpoint's signature when first asked (cached results compare against it)."""
+        return file_signature(self.checkpoint)
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The model's outputs for a preprocessed batch (an ensemble's: log-probabilities)."""
+        return self.model(batch.to(self.device)).float().cpu()
+
+    def predict_proba(self, batch: torch.Tensor) -> np.ndarray:
+        return torch.softmax(self.logits(batch), dim=1).numpy()
+
+
 @dataclass
-class LoadedRun:
+class LoadedRun(ModelOutputs):
     run_id: str
     ws: Workspace  # the paths it was loaded from (a cached LoadedRun may outlive the store)
     config: RunConfig
@@ -51,18 +73,6 @@ class LoadedRun:
         from core.data.transforms import make_preprocess
 
         return make_preprocess(self.info, self.image_size)
-
-    @cached_property
-    def checkpoint_signature(self) -> str:
-        """Changes whenever the checkpoint file does (cached results compare against it)."""
-        return file_signature(self.checkpoint)
-
-    @torch.no_grad()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch.to(self.device)).float().cpu()
-
-    def predict_proba(self, batch: torch.Tensor) -> np.ndarray:
-        return torch.softmax(self.logits(batch), dim=1).numpy()
 
     def predict_raw(self, raws: Iterable[Any]) -> np.ndarray:
         """Class probabilities for raw inputs (PIL images or feature rows), one batch."""
