@@ -177,7 +177,9 @@ def test_multi_objective_study_finds_a_pareto_front(workspace):
 
 
 def test_detached_study_is_cancelled_killed_resumed_and_promoted(home: Path):
-    out = run_json("tune", *DIGITS_MLP, "--epochs", "6", "--batch-size", "16", "--trials", "2",
+    # Enough epochs that no trial can end on its own while the cancel stops the driver, then it
+    # (a trial that completes before its cancel arrives is rightly `completed`).
+    out = run_json("tune", *DIGITS_MLP, "--epochs", "40", "--batch-size", "16", "--trials", "2",
                    "--sampler", "random", "--pruner", "none",
                    "--param", "lr=loguniform:1e-3:1e-2", "--detach", home=home)
     study_id = out["study_id"]
@@ -209,7 +211,9 @@ def test_detached_study_is_cancelled_killed_resumed_and_promoted(home: Path):
     assert done["state"] == "completed" and done["n_trials"] == 3
     assert [t["state"] for t in done["trials"]] == ["complete"] * 3
     assert done["trials"][0]["run_id"] == first.id  # resumed in its own run, not re-run
-    assert store.get_run(first.id).epoch == 6
+    assert store.get_run(first.id).epoch == 40
+    # Each driver's sampler goes on from the trials before it: no params are tried twice.
+    assert len({t["params"]["lr"] for t in done["trials"]}) == 3
 
     promoted = run_cli("promote", study_id, "--epochs", "1", home=home).stdout.strip()
     run = store.get_run(promoted)

@@ -43,7 +43,9 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
     stop = _Stop()
     with _driver_lock(ws.run_dir(study_id) / "driver.lock"), stop.on_signals():
         study = open_study(store, study_id)
-        _catch_up(store, study, study_spec(store.get_run(study_id)))
+        spec = study_spec(store.get_run(study_id))
+        study.sampler = spec.build_sampler(asked=len(study.get_trials(deepcopy=False)))
+        _catch_up(store, study, spec)
         started = time.monotonic()
         asked = 0
         while not stop.requested:
@@ -70,11 +72,15 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
 
 
 def _catch_up(store: Store, study: Any, spec: StudySpec) -> None:
-    """Resume the trials a cancel or a crash left unfinished (from their checkpoints)."""
+    """Resume the trials a cancel or a crash left unfinished (from their checkpoints), and queue
+    a trial whose run a killed driver recorded but never queued."""
     from optuna.trial import TrialState
 
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         run = _run_of(store, trial)
+        if run is not None and run.status == "queued" and not store.active_jobs(run.id):
+            enqueue_training(store, run.id)  # a driver died between recording it and queueing it
+            continue
         if run is None or run.status not in RESUMABLE:
             continue  # settled by the first pass
         try:
@@ -94,7 +100,8 @@ def _settle(store: Store, study: Any, frozen: list[Any], spec: StudySpec) -> int
             continue
         run = _run_of(store, trial)
         if run is None:
-            _fail(study, trial.number, "its run was never recorded, or was deleted")
+            _fail(study, trial.number, "its run was never recorded (its driver was stopped "
+                                       "while asking for it), or was deleted")
         elif run.is_active:
             active += 1
         elif run.status == "completed":

@@ -179,8 +179,14 @@ class StudySpec:
                                     "(or omit --trials).")
         return self
 
-    def build_sampler(self) -> Any:
-        return _SAMPLERS[self.sampler](self)
+    def build_sampler(self, asked: int = 0) -> Any:
+        """The sampler, for a driver that finds ``asked`` trials already in the study. Its seed
+        moves on by that many: a resumed driver given the study's own seed again would repeat
+        the first driver's suggestions (the same params tried twice). A study never resumed
+        gets the same sequence for the same seed."""
+        from dataclasses import replace
+
+        return _SAMPLERS[self.sampler](replace(self, seed=self.seed + asked) if asked else self)
 
     def build_pruner(self, epochs: int) -> Any:
         return _PRUNERS[self.pruner](self, epochs)
