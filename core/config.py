@@ -60,6 +60,8 @@ class ModelConfig:
     pretrained: bool = _opt(False, "torchvision weights from the local torch cache")
     weights: str | None = _opt(None, "a torchvision state dict or another run's checkpoint")
     freeze_backbone: bool = _opt(False, "train only the classification head")
+    dropout: float | None = _opt(None, "dropout rate in [0, 1) of the models that have dropout "
+                                       "(`models`); default: the model's own")
 
 
 @dataclass
@@ -209,6 +211,8 @@ class RunConfig:
             self.prune.validate(t.epochs)
         if self.distill is not None:
             self.distill.validate()
+        if self.model.dropout is not None and not 0 <= self.model.dropout < 1:
+            raise InvalidConfig(f"dropout must be in [0, 1), got {self.model.dropout}")
         if self.model.pretrained and self.model.weights:
             raise InvalidConfig("Use either --pretrained or --weights FILE, not both.")
 

@@ -9,6 +9,7 @@ from core import runs
 from core.errors import UserError
 from core.runs.cv import is_cv_parent, launch_cv
 from core.runs.store import Run, Store
+from core.tune import STUDY_KIND, TRIAL_KIND
 from ui import state
 from ui.components import render_delete_confirmation, render_runs_table
 from ui.cv_views import render_cv
@@ -18,6 +19,7 @@ from ui.monitor import render_monitor
 from ui.router import require_router
 from ui.runs import newest_running
 from ui.train_form import prefill_from, render_new_run_form
+from ui.tune_views import render_tune_link
 
 
 def render_launch(s: Store, infos: dict) -> None:
@@ -116,8 +118,12 @@ if run is None:
     render_all_runs(s)
 else:
     render_run_actions(s, run, infos)  # on a CV parent, Stop and Resume act on its folds
+    if run.kind in (STUDY_KIND, TRIAL_KIND):
+        render_tune_link(run)
     if is_cv_parent(run):
         render_cv(run, below=render_all_runs)
+    elif run.kind == STUDY_KIND:  # no curves of its own: its trials have them
+        render_all_runs(s)
     elif is_lr_find(run):
         render_lr_find(s, run)
         render_all_runs(s)

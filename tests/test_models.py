@@ -252,3 +252,18 @@ def test_malicious_weights_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeCheckpoint):
         create_model("smallcnn", image_info(), cfg)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", [s.name for s in list_models() if s.dropout is not None])
+def test_dropout_rate_comes_from_the_config(name: str) -> None:
+    info = image_info(channels=3, size=32)
+    rates = {m.p for m in create_model(name, info, ModelConfig(name=name, dropout=0.37)).modules()
+             if isinstance(m, nn.Dropout)}
+    assert rates == {0.37}
+    default = {m.p for m in create_model(name, info).modules() if isinstance(m, nn.Dropout)}
+    assert default == {next(s for s in list_models() if s.name == name).dropout}
+
+
+def test_dropout_on_a_model_without_it_is_one_line() -> None:
+    with pytest.raises(InvalidConfig, match="has no dropout layer"):
+        create_model("resnet18", image_info(), ModelConfig(name="resnet18", dropout=0.2))

@@ -49,13 +49,20 @@ def test_launch_a_study_watch_its_trials_and_promote(home: Path) -> None:
     spec = StudySpec.from_dict(study.summary["study"])
     assert (study.kind, study.model, study.config["train"]["epochs"]) == ("study", "mlp", 1)
     assert (spec.sampler, spec.n_trials, spec.metrics) == ("random", 2, ["val/acc"])
-    assert {p.name for p in spec.space} >= {"lr", "batch_size", "optimizer"}
+    assert {p.name for p in spec.space} >= {"lr", "batch_size", "optimizer", "dropout"}
 
     def ended() -> bool:
         reconcile(store)
         return sync_study(store, study_id).status in TERMINAL
     wait_for(ended, timeout=300, interval=0.5, message="the 2 trials")
     assert store.get_run(study_id).status == "completed"
+
+    trial = next(t for t in store.child_runs(study_id) if t.kind == "trial")
+    at = open_page("pages/train.py", active_run=trial.id)  # a trial on Train: its study on Tune
+    assert any(f"of study {study_id}" in c.value for c in at.caption)
+    at.button(key=f"tune_link_{trial.id}").click().run()
+    assert_clean(at)
+    assert at.session_state["tune_study"] == study_id  # switched to Tune, the study shown
 
     at = open_page("pages/tune.py", tune_study=study_id)
     trials = frame_with(at, "State")

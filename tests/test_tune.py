@@ -21,6 +21,7 @@ from core.tune import StudySpec, parse_param, trial_runs
 from core.tune.driver import objective_values
 from core.tune.plots import plot_names, study_figure
 from core.tune.space import suggest
+from core.tune.study import open_study
 
 DIGITS_MLP = ["--dataset", "digits", "--model", "mlp"]
 
@@ -34,6 +35,19 @@ def test_rows_parse_into_typed_params():
     assert parse_param("augment=choice:none,flip+crop").choices == ("none", "flip+crop")
     assert parse_param("freeze_backbone=choice:true,false").choices == (True, False)
     assert parse_param("epochs=int:1:3").kind == "int"
+
+
+def test_the_default_space_has_dropout_where_the_model_has_it():
+    from core.config import RunConfig
+    from core.models import get_spec
+    from core.tune.space import default_space
+
+    def names(model: str, pretrained: bool = False) -> set[str]:
+        base = RunConfig.from_dict({"model": {"name": model, "pretrained": pretrained}})
+        return {p.name for p in default_space(base, "image", get_spec(model))}
+    assert "dropout" in names("smallcnn") and "dropout" not in names("resnet18")
+    assert "freeze_backbone" in names("resnet18", pretrained=True)
+    assert "freeze_backbone" not in names("resnet18")
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -145,6 +159,18 @@ def test_tpe_study_prunes_survives_divergence_and_matches_a_hand_tuned_run(works
     assert not store.active_jobs() and not store.active_runs()
 
 
+def test_hyperband_study_reports_every_epoch_and_fails_no_trial(workspace):
+    out = run_json("tune", *DIGITS_MLP, "--optimizer", "sgd", "--epochs", "3", "--trials", "3",
+                   "--sampler", "random", "--pruner", "hyperband",
+                   "--param", "lr=loguniform:1e-3:0.5", home=workspace.home, timeout=600)
+    assert out["pruner"] == "hyperband" and out["state"] == "completed"
+    assert {t["state"] for t in out["trials"]} <= {"complete", "pruned"}
+    study = open_study(workspace.store, out["study_id"], sampler=False)
+    for trial in study.get_trials():  # the pruner saw each epoch the trial ran
+        run = workspace.store.get_run(trial.user_attrs["run_id"])
+        assert sorted(trial.intermediate_values) == list(range(run.epoch))  # steps 0-based
+
+
 def test_grid_study_enumerates_exactly_its_grid_then_draws_and_deletes(workspace):
     home = workspace.home
     out = run_json("tune", *DIGITS_MLP, "--epochs", "1", "--sampler", "grid",
@@ -164,15 +190,16 @@ def test_grid_study_enumerates_exactly_its_grid_then_draws_and_deletes(workspace
     assert workspace.store.list_runs() == []
 
 
-def test_multi_objective_study_finds_a_pareto_front(workspace):
+@pytest.mark.parametrize("second", ["size", "latency"])
+def test_multi_objective_study_finds_a_pareto_front(workspace, second: str):
     out = run_json("tune", *DIGITS_MLP, "--epochs", "1", "--trials", "2", "--sampler", "nsga2",
-                   "--metric", "val/acc,size", "--param", "lr=loguniform:1e-3:1e-2",
+                   "--metric", f"val/acc,{second}", "--param", "lr=loguniform:1e-3:1e-2",
                    home=workspace.home, timeout=600)
     assert out["pruner"] == "none" and out["directions"] == ["maximize", "minimize"]
     assert all(len(t["values"]) == 2 and t["values"][1] > 0 for t in out["trials"])
     assert study_figure(workspace.store, out["study_id"], "pareto").data
     run = workspace.store.get_run(out["best"]["run_id"])
-    spec_ = StudySpec(metrics=["val/acc", "size"], directions=["maximize", "minimize"])
+    spec_ = StudySpec(metrics=["val/acc", second], directions=["maximize", "minimize"])
     assert objective_values(run, spec_) == pytest.approx(out["best"]["values"])
 
 

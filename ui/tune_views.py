@@ -26,6 +26,7 @@ from ui.train_form import model_choices, model_spec, suggested_config
 
 REFRESH = 2.0  # seconds: a trial's epoch shows within 2 s
 STUDY_KEY = "tune_study"  # the study the page shows
+OPEN_STUDY = "_tune_open_study"  # a study another page asked this one to show (render_tune_link)
 SPACE_COLUMNS = ["Tune", "Parameter", "Kind", "Low", "High", "Choices"]
 
 
@@ -34,10 +35,8 @@ SPACE_COLUMNS = ["Tune", "Parameter", "Kind", "Low", "High", "Choices"]
 
 def space_frame(base: RunConfig, modality: str) -> pd.DataFrame:
     """The default search space of the model, one editable row per hyperparameter."""
-    spec = model_spec(base.model.name)
     rows = []
-    for p in tune.default_space(base, modality, bool(spec and spec.pretrained_available
-                                                     and base.model.pretrained)):
+    for p in tune.default_space(base, modality, model_spec(base.model.name)):
         rows.append({"Tune": True, "Parameter": p.name, "Kind": p.kind, "Low": p.low,
                      "High": p.high, "Choices": p.choices_text})
     return pd.DataFrame(rows, columns=SPACE_COLUMNS)
@@ -152,6 +151,20 @@ def _launch(s: Store, base: RunConfig, modality: str, space: pd.DataFrame) -> No
 # -- a study --------------------------------------------------------------------------------------
 
 
+def render_tune_link(run: Run) -> None:
+    """On Train, for a study or one of its trials: what it is, and a button to its study."""
+    study_id = run.id if run.kind == tune.STUDY_KIND else run.parent_run
+    if run.kind == tune.STUDY_KIND:
+        st.info("This run is a tuning study: it trains nothing itself. Its trials, their plots, "
+                "Stop, Resume and Promote are on the Tune page.")
+    else:
+        number = run.summary.get("trial", {}).get("number")
+        st.caption(f"Trial {number} of study {study_id}.")
+    if st.button("Open the study on Tune", key=f"tune_link_{run.id}", icon=":material/tune:"):
+        st.session_state[OPEN_STUDY] = study_id
+        st.switch_page("pages/tune.py")
+
+
 def pick_study(s: Store) -> str | None:
     """The study picker (newest first; the one just launched preselected)."""
     found = tune.list_studies(s)
@@ -159,6 +172,8 @@ def pick_study(s: Store) -> str | None:
         st.info("No study yet: launch one above.")
         return None
     by_id = {r.id: r for r in found}
+    if st.session_state.get(OPEN_STUDY) in by_id:
+        st.session_state[STUDY_KEY] = st.session_state.pop(OPEN_STUDY)
     if st.session_state.get(STUDY_KEY) not in by_id:
         st.session_state[STUDY_KEY] = found[0].id
     # No status in the label: the view below keeps it live, a label would go stale.

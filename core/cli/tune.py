@@ -70,8 +70,7 @@ def study_from_args(args: argparse.Namespace):
         space = [parse_param(text, base) for text in args.param]
     else:
         info = get_info(args.ws, base.data.dataset)
-        space = default_space(base, info.modality, get_spec(base.model.name).pretrained_available
-                              and base.model.pretrained)
+        space = default_space(base, info.modality, get_spec(base.model.name))
     pruner = args.pruner or ("none" if len(metrics) > 1 else "median")
     spec = StudySpec(metrics=metrics, directions=directions, sampler=args.sampler, pruner=pruner,
                      n_trials=args.trials or default_trials(args.sampler, space),

@@ -35,6 +35,8 @@ def create_model(name: str, info: Any, cfg: ModelConfig | None = None, *,
         raise InvalidConfig("Use either --pretrained or --weights FILE, not both.")
     if cfg.pretrained and not spec.pretrained_available:
         raise InvalidConfig(f"Model {name!r} has no pretrained weights; drop --pretrained.")
+    if cfg.dropout is not None and spec.dropout is None:
+        raise InvalidConfig(f"Model {name!r} has no dropout layer; drop --dropout.")
     model = get_builder(name)(info, cfg, image_size)
     if cfg.weights:
         from core.models.weights import load_weights

@@ -24,7 +24,8 @@ class SmallCNN(nn.Module):
     Pools use ``ceil_mode`` so a 1x1 map stays 1x1: works from 4x4 (digits are 8x8) upwards.
     """
 
-    def __init__(self, channels: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128)):
+    def __init__(self, channels: int, num_classes: int, widths: tuple[int, ...] = (32, 64, 128),
+                 dropout: float = 0.2):
         super().__init__()
         blocks: list[nn.Module] = []
         in_ch = channels
@@ -38,7 +39,7 @@ class SmallCNN(nn.Module):
             in_ch = width
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.2)
+        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ class ModelSpec:
     description: str
     default_image_size: int | None  # None: the model takes the dataset's own image size
     pretrained_available: bool  # torchvision publishes ImageNet weights for it
+    dropout: float | None = None  # its default dropout rate; None: it has no dropout layer
 
 
 _REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {}
@@ -43,6 +44,7 @@ def register_model(
     description: str,
     default_image_size: int | None = None,
     pretrained: bool = False,
+    dropout: float | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register ``builder(info, cfg, image_size) -> nn.Module`` under ``name``.
 
@@ -52,7 +54,8 @@ def register_model(
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        spec = ModelSpec(name, tuple(modalities), description, default_image_size, pretrained)
+        spec = ModelSpec(name, tuple(modalities), description, default_image_size, pretrained,
+                         dropout)
         _REGISTRY[name] = (spec, builder)
         return builder
 

@@ -213,10 +213,12 @@ def grid_size(found: dict[str, list[Any]]) -> int:
     return math.prod(len(v) for v in found.values())
 
 
-def default_space(base: RunConfig, modality: str, pretrained: bool = False) -> list[Param]:
-    """Sensible rows for a model: learning rate (log scale), batch size, weight decay, optimizer,
-    scheduler, label smoothing; augmentation for images; freeze-backbone for transfer models.
-    (Dropout is fixed inside the model builders: no config field, so no row.)"""
+def default_space(base: RunConfig, modality: str, model: Any = None) -> list[Param]:
+    """Sensible rows for a model (``model``: its registry ``ModelSpec``): learning rate (log
+    scale), batch size, weight decay, optimizer, scheduler, label smoothing; augmentation for
+    images; dropout where the model has it; freeze-backbone for transfer models."""
+    pretrained = bool(model and model.pretrained_available and base.model.pretrained)
+    dropout = model is not None and model.dropout is not None
     lr = (1e-5, 1e-2) if pretrained else (1e-4, 1e-1)
     batches = (16, 32, 64) if modality == "tabular" else (32, 64, 128)
     rows = [f"lr=loguniform:{lr[0]}:{lr[1]}",
@@ -227,6 +229,8 @@ def default_space(base: RunConfig, modality: str, pretrained: bool = False) -> l
             "label_smoothing=uniform:0:0.2"]
     if modality == "image":
         rows.append("augment=choice:none,flip+crop")
+    if dropout:
+        rows.append("dropout=uniform:0:0.5")
     if pretrained:
         rows.append("freeze_backbone=choice:false,true")
     return [parse_param(r, base) for r in rows]
