@@ -35,6 +35,7 @@ VALUES: dict[tuple[str, str], tuple[str, object]] = {
     ("model", "pretrained"): ("", True),
     ("model", "weights"): ("w.pt", "w.pt"),
     ("model", "freeze_backbone"): ("", True),
+    ("model", "dropout"): ("0.3", 0.3),
     ("train", "epochs"): ("3", 3),
     ("train", "batch_size"): ("16", 16),
     ("train", "lr"): ("0.05", 0.05),
