@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_TIMEOUT = 60  # seconds for an AppTest run: the first one imports pandas, plotly, datasets
+# A warm job parent (core.runs.warm) started by the tests ends soon after the last one.
+os.environ.setdefault("LAB2MARKET_WARM_IDLE_S", "60")
 
 
 @pytest.fixture(autouse=True)

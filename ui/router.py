@@ -21,6 +21,7 @@ from ui.components import render_sidebar
 from ui.state import ACTIVE_RUN, adopt_run_from_url, store
 
 ROUTED = "_routed"  # session state: this session has run through app.py at least once
+WARMED = "_warm_parent"  # session state: the warm job parent was asked for (core.runs.warm)
 LEGACY_FLAG = "uses_pages_directory"  # the private PagesManager attribute this module flips
 
 
@@ -42,6 +43,11 @@ def legacy_mode_on() -> bool:
 def enter_app() -> None:
     """``app.py``'s first step: the session's shared state, and a mark that it was routed."""
     st.session_state[ROUTED] = True
+    if not st.session_state.get(WARMED):  # once a session: the first Launch starts warm too
+        st.session_state[WARMED] = True
+        from core.runs.warm import prestart
+
+        prestart()
     _shared_state()
 
 

@@ -33,7 +33,7 @@ from core.tune.study import TRIAL_KIND, get_study, open_study, study_spec
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
-POLL_S = 0.5  # between passes: a trial's end is noticed, and the next one queued, within this
+POLL_S = 0.2  # between passes: a trial's end is noticed, and the next one queued, within this
 
 
 def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> dict[str, Any]:

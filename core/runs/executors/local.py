@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.runs import warm
 from core.runs.processes import is_alive, signal_group, spawn_detached, wait_dead
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ class LocalExecutor:
 
     def spawn(self, store: Store, job: Job, env: Mapping[str, str], log_path: Path) -> None:
         argv = [*job.argv, "--home", str(store.home), "--job", job.id]
-        pid, start = spawn_detached(argv, log_path, env)
+        # A fork of the warm parent (torch already imported) when there is one, else cold.
+        pid, start = warm.spawn(argv, log_path, env) or spawn_detached(argv, log_path, env)
         store.update_job(job.id, pid=pid, pid_start=start)
 
     def is_alive(self, store: Store, job: Job) -> bool | None:

@@ -1,0 +1,105 @@
+"""The warm job parent (``core.runs.warm``): jobs forked from a parent that has imported torch
+run exactly as cold ones (their own session, environment, log and status; a cancel stops them
+with a checkpoint), and losing the parent (kill -9) costs the next job only its warm start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+from conftest import wait_for
+
+from core.runs import cancel, launch
+from core.runs.warm import _address, current_parent, parent_key, prestart
+
+
+def _stat(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
+def _warm_parent() -> int:
+    """Start the parent if needed and wait until it answers; returns its pid."""
+    prestart()
+    key = parent_key(os.environ)
+
+    def answering() -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(_address(key))
+            except ConnectionRefusedError:
+                return False
+        return True
+    wait_for(answering, timeout=120, interval=0.2, message="the warm parent answering")
+    found = current_parent(os.environ)
+    assert found is not None and found[0] == key
+    return found[1]
+
+
+def _config(epochs: int):
+    from core.config import RunConfig
+
+    raw = RunConfig().to_dict()
+    raw["model"]["name"] = "mlp"
+    raw["train"].update(epochs=epochs, batch_size=32)
+    return RunConfig.from_dict(raw)
+
+
+def _job_of(ws, run_id: str):
+    return wait_for(lambda: next((j for j in ws.store.list_jobs(run_id=run_id) if j.pid), None),
+                    timeout=60, interval=0.05, message="the job's pid")
+
+
+def _completed(ws, run_id: str):
+    return wait_for(lambda: (r := ws.store.get_run(run_id)).status == "completed" and r,
+                    timeout=180, interval=0.1, message=f"run {run_id} completed")
+
+
+def test_a_warm_job_is_a_full_job_in_its_own_session_and_stops_on_cancel(ws):
+    parent = _warm_parent()
+    done = launch(ws.store, _config(2))
+    assert int(_stat(_job_of(ws, done.id).pid)[1]) == parent  # ppid: forked by the warm parent
+    assert _completed(ws, done.id).epoch == 2
+    assert "completed after 2 epoch(s)" in (ws.run_dir(done.id) / "log.txt").read_text()
+
+    run = launch(ws.store, _config(200))
+    job = _job_of(ws, run.id)
+    assert int(_stat(job.pid)[3]) == job.pid  # its own session: a cancel signals it, not the parent
+    wait_for(lambda: ws.store.get_run(run.id).epoch >= 1, timeout=120, interval=0.1)
+    cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    assert b"-m core _job " in cmdline  # `ps` names the job, not the parent
+    assert cancel(ws.store, run.id).status == "cancelled"
+    assert (ws.run_dir(run.id) / "checkpoints" / "last.pt").is_file()
+    os.kill(parent, 0)  # the parent lives on
+
+
+def test_a_killed_parent_costs_the_next_job_only_its_warm_start(ws):
+    parent = _warm_parent()
+    os.kill(parent, signal.SIGKILL)
+    wait_for(lambda: not _is_warm(parent), timeout=10, interval=0.05)
+    run = launch(ws.store, _config(1))  # started cold; a new parent is started for later jobs
+    assert not _is_warm(int(_stat(_job_of(ws, run.id).pid)[1]))
+    _completed(ws, run.id)
+    assert _warm_parent() != parent
+
+
+def test_warm_start_is_off_with_the_setting(ws, monkeypatch):
+    _warm_parent()
+    monkeypatch.setenv("LAB2MARKET_WARM", "0")
+    run = launch(ws.store, _config(1))
+    assert not _is_warm(int(_stat(_job_of(ws, run.id).pid)[1]))
+    _completed(ws, run.id)
+
+
+def _is_warm(pid: int) -> bool:
+    """``pid`` is a live warm parent (not a zombie, not gone; a forked job shows its own
+    command line)."""
+    try:
+        return (b"core.runs.warm" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                and _stat(pid)[0] not in ("Z", "X"))
+    except OSError:
+        return False
+
+
