@@ -84,6 +84,8 @@ class TrainConfig:
     seed: int = _opt(0, "random seed (the same config reproduces the run)")
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
     nproc: int = _opt(1, "processes for distributed data parallel (torchrun)")
+    memory_gb: float | None = _opt(None, "host memory (GB) the job reserves on a cluster "
+                                         "executor (Ray); default: 2 per process")
     max_grad_norm: float | None = _opt(None, "gradient clipping norm (default: off)")
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency in the "
                                       "training split (for imbalanced classes)")
@@ -192,6 +194,8 @@ class RunConfig:
         _positive("batch_size", t.batch_size)
         _positive("grad_accum", t.grad_accum)
         _positive("nproc", t.nproc)
+        if t.memory_gb is not None and t.memory_gb <= 0:
+            raise InvalidConfig(f"memory_gb must be > 0 (or unset), got {t.memory_gb}")
         if t.lr <= 0:
             raise InvalidConfig(f"lr must be > 0, got {t.lr}")
         if not 0 <= t.label_smoothing < 1:

@@ -12,8 +12,10 @@ import glob
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +85,56 @@ class PgServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class CommitDropper:
+    """A TCP proxy to the server that can lose one reply: armed with a command tag (``COMMIT``,
+    ``INSERT 0 10``), it closes the client's connection instead of forwarding the server's
+    CommandComplete for it. The server has done the command; the client never hears of it,
+    as when the network drops at the worst moment."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed: bytes | None = None
+        self.dropped = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, tag: str) -> None:
+        self.armed = b"C" + struct.pack("!i", 4 + len(tag) + 1) + tag.encode() + b"\0"
+
+    def url(self, server: PgServer, name: str) -> str:
+        return server._url(name).replace(f":{server.port}/", f":{self.port}/")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if from_server and self.armed and self.armed in data:
+                    self.armed, self.dropped = None, self.dropped + 1
+                    break  # the reply is lost with the connection
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def start_server() -> PgServer:

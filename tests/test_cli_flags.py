@@ -53,6 +53,7 @@ VALUES: dict[tuple[str, str], tuple[str, object]] = {
     ("train", "seed"): ("7", 7),
     ("train", "device"): ("cpu", "cpu"),
     ("train", "nproc"): ("2", 2),
+    ("train", "memory_gb"): ("3.5", 3.5),
     ("train", "max_grad_norm"): ("1.5", 1.5),
     ("train", "class_weights"): ("", True),
     ("train", "balanced_sampler"): ("", True),

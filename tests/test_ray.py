@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, run_cli, run_json, wait_for
+from conftest import ROOT, free_port, open_page, run_cli, run_json, wait_for
 from ray_support import processes_under, ray_head
 
+from core.config import RunConfig
 from core.runs import reconcile
-from core.runs.executors.ray import RayExecutor
+from core.runs.executors.ray import RayExecutor, ray_address, resource_request, submission_id
 from core.runs.store import TERMINAL, Store
 from core.workspace import STORE_ENV
 
@@ -53,6 +54,24 @@ def test_sqlite_with_ray_is_refused_in_one_line(home, monkeypatch):
     assert proc.stderr.strip().startswith("error: --executor ray needs a PostgreSQL run store")
 
 
+def test_the_resource_request_follows_the_run_config():
+    cfg = RunConfig().to_dict()
+    assert resource_request(cfg, cluster_has_gpus=False) == {
+        "num_cpus": 1.0, "num_gpus": 0.0, "memory": 2 * 2**30}
+    # DDP over 4 GPUs, 2 loader workers each, 24 GB: one Ray job, so the GPUs are on one node.
+    cfg["train"].update(nproc=4, device="cuda", memory_gb=24)
+    cfg["data"]["num_workers"] = 2
+    assert resource_request(cfg, cluster_has_gpus=False) == {
+        "num_cpus": 12.0, "num_gpus": 4.0, "memory": 24 * 2**30}
+    cfg["train"].update(device="auto", memory_gb=None)
+    assert resource_request(cfg, cluster_has_gpus=True)["num_gpus"] == 4.0
+    assert resource_request(cfg, cluster_has_gpus=False)["num_gpus"] == 0.0
+    assert resource_request(cfg, True)["memory"] == 4 * 2 * 2**30  # 2 GB a process
+    # A job with no run config (about a dataset): one CPU, no GPU, the default memory.
+    assert resource_request(None, cluster_has_gpus=True) == {
+        "num_cpus": 1.0, "num_gpus": 0.0, "memory": 2 * 2**30}
+
+
 def test_jobs_run_on_ray_queue_cancel_kill_and_resume(cluster_home):
     home = cluster_home
     store = Store(home)
@@ -63,9 +82,19 @@ def test_jobs_run_on_ray_queue_cancel_kill_and_resume(cluster_home):
     assert job2.status == "queued"  # one slot: the second waits for the first
     ray = RayExecutor()
     assert ray.status(store, job1) in ("PENDING", "RUNNING", "SUCCEEDED")
+    from ray.util.state import list_actors
+
+    # The request built from the run's config reached Ray: its job supervisor reserves it.
+    supervisor = list_actors(address=ray_address(store), detail=True, filters=[
+        ("name", "=", f"_ray_internal_job_actor_{submission_id(job1)}")])
+    assert supervisor[0].required_resources == {"CPU": 1.0, "memory": 2.0 * 2**30}
     run = wait_for(lambda: _ended(store, first), timeout=300, interval=0.5)
     assert run.status == "completed", run.error
     assert len(store.get_metrics(first)["val/acc"]) == 1  # its curves, in PostgreSQL
+    # ... and on the Train page, which reads the same PostgreSQL store ($LAB2MARKET_STORE).
+    losses = store.get_metrics(first, keys=("train/step_loss", "train/loss", "val/loss"))
+    at = open_page("pages/train.py", active_run=first)
+    assert f"Loss curve: {sum(map(len, losses.values()))} points" in [c.value for c in at.caption]
 
     # The second starts when the first ends; cancel it through Ray once it trains.
     wait_for(lambda: store.count_metrics(second) > 0, timeout=300, interval=0.5)

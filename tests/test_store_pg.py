@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, run_cli, run_json, wait_for
+from conftest import ROOT, assert_clean, open_page, run_cli, run_json, wait_for
+from pg_support import CommitDropper
 
 from core.config import RunConfig
 from core.runs.store import TERMINAL, Store
@@ -103,6 +104,27 @@ def test_training_survives_a_5s_server_outage(home, pg_server, pg_url, monkeypat
     assert job.status == "completed"
 
 
+def test_a_reply_lost_after_the_commit_is_not_written_twice(home, pg_server):
+    """The server commits, the connection drops before the client hears it, the client retries:
+    the retry asks the server whether it had committed, so a compare-and-set still reports it
+    won, an event is not doubled; a batch of metric rows (an upsert) is simply written again."""
+    proxy = CommitDropper(pg_server.port)
+    pg_server.database("lost_commit")
+    with Store(home, url=proxy.url(pg_server, "lost_commit")) as store:
+        run = store.create_run(RunConfig().to_dict())
+        proxy.arm("COMMIT")
+        assert store.set_status(run.id, "running", expect=("queued",)) is True
+        proxy.arm("COMMIT")
+        store.add_event(run.id, "note", "once")
+        proxy.arm("INSERT 0 10")
+        store.log_metrics(run.id, [(s, "train/loss", s / 10) for s in range(10)])
+        assert proxy.dropped == 3
+        assert store.get_run(run.id).status == "running"
+        assert [e.message for e in store.get_events(run.id, kind="note")] == ["once"]
+        assert store.get_metrics(run.id)["train/loss"] == [(s, s / 10) for s in range(10)]
+    proxy.close()
+
+
 def test_two_processes_open_a_new_database_at_once(home, pg_url):
     """Migrations run once under the schema lock, whoever opens the store first."""
     code = ("import sys; from core.runs.store import Store; "
@@ -132,3 +154,41 @@ def test_a_study_on_a_postgresql_store_keeps_its_optuna_study_there(home, pg_url
     study = optuna.load_study(study_name=out["study_id"], storage=optuna_url(pg_url))
     assert [t.value for t in study.trials] == [out["trials"][0]["value"]]
     assert not list(home.glob("runs/*/optuna.journal"))  # no file beside it
+
+
+# -- the executor control on Home ------------------------------------------------------------------
+
+
+def _apply_executor(at, name: str, address: str | None = None):
+    at.radio(key="home_executor").set_value(name)
+    if address is not None:
+        at.text_input(key="home_ray_address").set_value(address)
+    at.button(key="FormSubmitter:home_executor_form-Apply").click().run()
+    return at
+
+
+def test_home_refuses_ray_with_a_sqlite_store_in_one_line(home, monkeypatch):
+    monkeypatch.delenv(STORE_ENV, raising=False)
+    at = _apply_executor(open_page("pages/home.py"), "ray")
+    assert_clean(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("--executor ray needs a PostgreSQL run store")
+    assert "\n" not in errors[0]
+    with Store(home) as store:
+        assert store.get_setting("executor") is None  # nothing stored
+
+
+def test_home_switches_to_ray_on_a_postgresql_store(home, pg_url, monkeypatch):
+    monkeypatch.setenv(STORE_ENV, pg_url)
+    at = open_page("pages/home.py")
+    assert [x.label for x in at.expander if x.label.startswith("Jobs run on")] == [
+        "Jobs run on local processes"]
+    at = _apply_executor(at, "ray", " http://127.0.0.1:8265 ")
+    assert_clean(at)
+    assert not at.error
+    assert "Jobs run on Ray at http://127.0.0.1:8265" in [x.label for x in at.expander]
+    # The same setting the CLI reads and writes.
+    shown = run_json("executor", home=home)
+    assert (shown["executor"], shown["ray_address"]) == ("ray", "http://127.0.0.1:8265")
+    at = _apply_executor(at, "local")
+    assert "Jobs run on local processes" in [x.label for x in at.expander]

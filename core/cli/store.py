@@ -74,15 +74,10 @@ def store_migrate(args: argparse.Namespace) -> Result:
 
 @command("executor")
 def executor(args: argparse.Namespace) -> Result:
-    from core.runs.executors import executor_name, set_executor
-    from core.runs.executors.ray import RAY_ADDRESS_SETTING, ray_address
+    from core.runs.executors import configure
 
     store = args.ws.store
-    if args.name:
-        set_executor(store, args.name)
-    if args.ray_address:
-        store.set_setting(RAY_ADDRESS_SETTING, args.ray_address)
-    name = executor_name(store)
-    payload = {"executor": name, "ray_address": ray_address(store), "store": store.display_url}
-    where = f" at {payload['ray_address']}" if name == "ray" else ""
-    return Result(payload, f"jobs run on {name}{where}; store {store.display_url}")
+    payload = {**configure(store, args.name, args.ray_address), "store": store.display_url}
+    where = f" at {payload['ray_address']}" if payload["executor"] == "ray" else ""
+    return Result(payload, f"jobs run on {payload['executor']}{where}; "
+                           f"store {store.display_url}")

@@ -6,17 +6,28 @@ and, when the connection is lost (the server restarts, the network drops), re-ru
 exponential backoff for up to ``LAB2MARKET_STORE_RETRY_S`` seconds (default 60): a training job
 keeps its buffered metrics and writes them once the server is back. Only then does a call fail,
 as one line (``StoreUnavailable``).
+
+A retry must not do a write twice. An upsert (``INSERT ... ON CONFLICT``: metric rows keyed by
+(run, key, step), settings, the artifacts index) leaves the same rows however often it runs, so
+it is sent as it is, in autocommit: a batch of them is one multi-row statement, one round trip.
+Every other write (a status compare-and-set, a new run, an event, a job claim) runs in an
+explicit transaction whose id (``pg_current_xact_id()``) the client holds before it sends the
+COMMIT; when the connection is lost during the COMMIT, the retry first asks the server
+(``pg_xact_status``) whether that transaction committed, and if it did, returns the result it
+already had instead of running it again (no duplicate row, no lost compare-and-set).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +45,18 @@ _POOLS: dict[tuple[str, int], ConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
 _RETRIABLE = (psycopg.OperationalError, pg_errors.SerializationFailure,
               pg_errors.DeadlockDetected)
+# A statement takes at most 65535 parameters; a batch is cut into statements under this many.
+MAX_PARAMS = 30_000
+_VALUES = re.compile(r"\bVALUES\s*(\([?,\s]*\))", re.IGNORECASE)
+
+
+class _CommitUnknown(psycopg.OperationalError):
+    """The connection was lost while the COMMIT of transaction ``xid`` was in flight: it may
+    have committed (then ``result`` is what it returned) or not."""
+
+    def __init__(self, xid: str, backend_pid: int, result: Any):
+        super().__init__(f"connection lost during the commit of transaction {xid}")
+        self.xid, self.backend_pid, self.result = xid, backend_pid, result
 
 
 def hide_password(url: str) -> str:
@@ -97,20 +120,29 @@ class PostgresDatabase(Database):
         """The pool is the process's, shared with other stores: it closes at exit."""
 
     def _run(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        """``fn(conn)`` on a pooled connection, re-run with backoff while the server is away."""
+        """``fn(conn)`` on a pooled connection, re-run with backoff while the server is away;
+        after a commit whose outcome was lost, the server says whether to re-run it."""
         limit = self.retry_s if self._contacted else min(self.retry_s, FIRST_CONTACT_S)
         deadline = time.monotonic() + limit
         delay, warned = 0.05, False
+        unsure: _CommitUnknown | None = None
         while True:
             left = deadline - time.monotonic()
             try:
                 with self._pool.connection(timeout=max(0.5, min(left, 5.0))) as conn:
+                    if unsure is not None:
+                        if _committed(conn, unsure):
+                            log.info("transaction %s had committed; not re-run", unsure.xid)
+                            return unsure.result
+                        unsure = None  # it did not: running it again is safe
                     result = fn(conn)
                 self._contacted = True
                 return result
             except _RETRIABLE as exc:
                 if not _retriable(exc):
                     raise
+                if isinstance(exc, _CommitUnknown):
+                    unsure = exc
                 if time.monotonic() + delay >= deadline:
                     raise StoreUnavailable(
                         f"cannot reach the run store {self.display} ({_reason(exc)}) for "
@@ -127,14 +159,33 @@ class PostgresDatabase(Database):
         return self._run(lambda conn: conn.execute(_placeholders(sql), args).fetchall())
 
     def transaction(self, fn: Callable[[_Tx], T]) -> T:
-        def attempt(conn: psycopg.Connection) -> T:
-            with conn.transaction():
-                return fn(_Tx(conn))
-        return self._run(attempt)
+        return self._run(lambda conn: _guarded(conn, fn))
 
     def write(self, sql: str, args: Sequence[Any] = ()) -> int:
-        # One statement is atomic on its own: autocommit saves the BEGIN and COMMIT round trips.
-        return self._run(lambda conn: conn.execute(_placeholders(sql), args).rowcount)
+        if _is_upsert(sql):  # the same rows however often it runs: autocommit, one round trip
+            return self._run(lambda conn: conn.execute(_placeholders(sql), args).rowcount)
+        return self.transaction(lambda tx: tx.execute(sql, args).rowcount)
+
+    def write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """A batch as multi-row statements: an upsert batch that fits one statement (a flush of
+        metric rows) is one round trip in autocommit; a larger or plain one is one transaction."""
+        rows = list(rows)
+        if not rows:
+            return
+        batches = list(_multi_row(sql, rows))
+        if len(batches) == 1 and _is_upsert(sql):
+            try:
+                self._run(lambda conn: conn.execute(*batches[0]))
+                return
+            except pg_errors.CardinalityViolation:
+                # The batch names one key twice: DO UPDATE cannot touch a row twice in one
+                # statement, so fall back to one statement per row (the later row wins).
+                batches = [(_placeholders(sql), tuple(r)) for r in rows]
+
+        def insert(tx: _Tx) -> None:
+            for query, params in batches:
+                tx.raw(query, params)
+        self.transaction(insert)
 
     def lock(self, tx: _Tx, name: str) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (LOCKS[name],))
@@ -154,11 +205,75 @@ class PostgresDatabase(Database):
                    f"GREATEST((SELECT MAX({column}) FROM {table}), 1))", (table, column))
 
 
+def _is_upsert(sql: str) -> bool:
+    return "ON CONFLICT" in sql.upper()
+
+
+def _multi_row(sql: str, rows: list[Sequence[Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``INSERT ... VALUES (?, ?) ...`` over ``rows`` as statements of many rows each (psycopg
+    SQL and flat parameters); any other statement, one per row."""
+    match = _VALUES.search(sql)
+    if match is None:
+        for row in rows:
+            yield _placeholders(sql), tuple(row)
+        return
+    group = _placeholders(match.group(1))
+    per = max(1, MAX_PARAMS // max(1, len(rows[0])))
+    head, tail = _placeholders(sql[:match.start(1)]), _placeholders(sql[match.end(1):])
+    for start in range(0, len(rows), per):
+        chunk = rows[start:start + per]
+        yield (head + ", ".join([group] * len(chunk)) + tail,
+               tuple(v for row in chunk for v in row))
+
+
+def _guarded(conn: psycopg.Connection, fn: Callable[[_Tx], T]) -> T:
+    """``fn`` in a transaction whose id is known before its COMMIT is sent (see the module).
+
+    The statements are pipelined: BEGIN, the id and ``fn``'s first statements go in one round
+    trip (at ``fn``'s first read), its last writes and the COMMIT in another."""
+    xid: str | None = None
+    try:
+        with conn.pipeline() as pipe:
+            conn.execute("BEGIN")
+            xid_cur = conn.execute("SELECT pg_current_xact_id()::text")
+            result = fn(_Tx(conn, pipe))
+            xid = xid_cur.fetchone()[0]  # all of fn has run, nothing is committed yet
+            conn.execute("COMMIT")
+    except psycopg.OperationalError as exc:
+        if xid is not None and _retriable(exc):  # lost while the COMMIT was in flight
+            raise _CommitUnknown(xid, conn.info.backend_pid, result) from exc
+        _rollback(conn)
+        raise
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    with contextlib.suppress(psycopg.Error):  # a lost connection has nothing to roll back
+        if not conn.closed:
+            conn.execute("ROLLBACK")
+
+
+def _committed(conn: psycopg.Connection, unsure: _CommitUnknown) -> bool:
+    """Whether the transaction whose COMMIT was lost committed. While its old session is still
+    open (the server has not noticed the lost connection yet), that session is ended first: its
+    transaction then either committed or is rolled back, never both."""
+    for _ in range(100):
+        state = conn.execute("SELECT pg_xact_status(%s::xid8)", (unsure.xid,)).fetchone()[0]
+        if state != "in progress":
+            return state == "committed"
+        conn.execute("SELECT pg_terminate_backend(%s)", (unsure.backend_pid,))  # same role
+        time.sleep(0.05)
+    raise psycopg.OperationalError(f"transaction {unsure.xid} is still in progress")
+
+
 def _retriable(exc: BaseException) -> bool:
     """A lost or refused connection, a server shutting down, or a serialisation conflict; not
     an error of the statement itself (those fail at once)."""
     if isinstance(exc, (PoolTimeout, pg_errors.SerializationFailure,
-                        pg_errors.DeadlockDetected)):
+                        pg_errors.DeadlockDetected, _CommitUnknown)):
         return True
     state = getattr(exc, "sqlstate", None)
     return state is None or state.startswith(("08", "57P"))
@@ -170,14 +285,37 @@ def _reason(exc: BaseException) -> str:
 
 
 class _Tx:
-    """A connection inside a transaction, taking the store's ``?`` placeholders."""
+    """A connection inside a (pipelined) transaction, taking the store's ``?`` placeholders."""
 
-    def __init__(self, conn: psycopg.Connection):
-        self._conn = conn
+    def __init__(self, conn: psycopg.Connection, pipe: psycopg.Pipeline):
+        self._conn, self._pipe = conn, pipe
 
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self._conn.execute(_placeholders(sql), args)
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> _Result:
+        return _Result(self._conn.execute(_placeholders(sql), args), self._pipe)
+
+    def raw(self, query: str, args: Sequence[Any] = ()) -> _Result:
+        """A statement already in psycopg's ``%s`` style."""
+        return _Result(self._conn.execute(query, args), self._pipe)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        with self._conn.cursor() as cur:
-            cur.executemany(_placeholders(sql), list(rows))
+        rows = list(rows)
+        for query, params in _multi_row(sql, rows) if rows else ():
+            self._conn.execute(query, params)
+
+
+class _Result:
+    """A pipelined statement: reading its rows or its row count waits for the server."""
+
+    def __init__(self, cursor: psycopg.Cursor, pipe: psycopg.Pipeline):
+        self._cursor, self._pipe = cursor, pipe
+
+    @property
+    def rowcount(self) -> int:
+        self._pipe.sync()  # the count arrives with the results, not before
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()

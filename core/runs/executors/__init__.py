@@ -70,6 +70,32 @@ def set_executor(store: Store, name: str) -> str:
     return name
 
 
+def executor_source(store: Store) -> str:
+    """Where :func:`executor_name`'s answer comes from: ``--executor``, ``$LAB2MARKET_EXECUTOR``
+    (both outrank the workspace setting, so a page cannot change them), the setting, default."""
+    if getattr(store, "executor", None):
+        return "--executor"
+    if os.environ.get(EXECUTOR_ENV):
+        return EXECUTOR_ENV
+    return "workspace setting" if store.get_setting(EXECUTOR_SETTING) else "default"
+
+
+def configure(store: Store, name: str | None = None,
+              address: str | None = None) -> dict[str, str]:
+    """Set the workspace's executor and the Ray cluster's address (``executor`` on the CLI, the
+    control on Home), both checked before either is stored; returns where jobs run now."""
+    from core.runs.executors.ray import RAY_ADDRESS_SETTING, check_ray_address, ray_address
+
+    if address is not None:
+        address = check_ray_address(address)
+    if name is not None:
+        set_executor(store, name)  # checked against the cluster contract, then stored
+    if address is not None:
+        store.set_setting(RAY_ADDRESS_SETTING, address)
+    return {"executor": executor_name(store), "ray_address": ray_address(store),
+            "source": executor_source(store)}
+
+
 def check_cluster(name: str, store_url: str | None) -> None:
     """A job on another machine reports through the store, so the store must be one every
     machine reaches: PostgreSQL. (The workspace folder must be at the same path on every

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import UserError
+from core.errors import InvalidConfig, UserError
 from core.runs.processes import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -39,11 +39,21 @@ RAY_ADDRESS_ENV = "LAB2MARKET_RAY_ADDRESS"
 RAY_ADDRESS_SETTING = "ray_address"
 _ENDED = {"STOPPED", "SUCCEEDED", "FAILED"}
 MISSING_HOME_EXIT = 3
+MEMORY_GB_PER_PROCESS = 2.0  # host memory a job reserves per process unless its config says
 AGENT_WAIT_S = 60.0  # how long a submit waits for a fresh head's job agent
 
 
 def ray_address(store: Store) -> str:
     return os.environ.get(RAY_ADDRESS_ENV) or store.get_setting(RAY_ADDRESS_SETTING) or "auto"
+
+
+def check_ray_address(address: str) -> str:
+    """``auto``, ``host:port`` (the GCS) or ``http://host:port`` (the dashboard), trimmed."""
+    address = address.strip()
+    if not address or any(c.isspace() for c in address):
+        raise InvalidConfig(f"{address!r} is not a Ray address: use auto, host:6379 or "
+                            "http://host:8265.")
+    return address
 
 
 def submission_id(job: Job) -> str:
@@ -56,20 +66,38 @@ def _client(store: Store) -> Any:
     return JobSubmissionClient(ray_address(store))
 
 
-def resources(store: Store, job: Job) -> dict[str, float]:
-    """What the job asks Ray for: a CPU per process; a GPU per process for a training job on
-    CUDA (``device`` cuda, or auto on a cluster that has GPUs). A DDP run of ``--nproc N`` asks
-    for N GPUs as one Ray job, so they are on one node (several nodes: torchrun, by hand)."""
-    train: dict[str, Any] = {}
+def resource_request(config: Mapping[str, Any] | None, cluster_has_gpus: bool) -> dict[str, Any]:
+    """What a job asks Ray for, from its run's config (None: a job with no run config, e.g.
+    about a dataset): per process a CPU, plus one per DataLoader worker; a GPU per process for
+    a training on CUDA (``device`` cuda, or auto on a cluster that has GPUs); host memory
+    ``train.memory_gb``, else :data:`MEMORY_GB_PER_PROCESS` per process (bytes, as Ray counts).
+
+    A DDP run of ``--nproc N`` is one Ray job whose entrypoint (torchrun) starts the N
+    processes, so its N GPUs are on one node; across nodes it is torchrun by hand."""
+    train = dict((config or {}).get("train") or {})
+    data = dict((config or {}).get("data") or {})
+    nproc = max(1, int(train.get("nproc") or 1))
+    workers = max(0, int(data.get("num_workers") or 0))
+    device = str(train.get("device") or "auto")
+    wants_gpu = config is not None and (
+        device.startswith("cuda") or (device == "auto" and cluster_has_gpus))
+    memory_gb = train.get("memory_gb") or MEMORY_GB_PER_PROCESS * nproc
+    return {"num_cpus": float(nproc * (1 + workers)),
+            "num_gpus": float(nproc if wants_gpu else 0),
+            "memory": int(float(memory_gb) * 2**30)}
+
+
+def resources(store: Store, job: Job) -> dict[str, Any]:
+    """The request for ``job``: its run's config for a heavy job (training), none otherwise."""
+    config = None
     if job.heavy:
         try:
-            train = store.get_run(job.run_id).config.get("train", {})
+            config = store.get_run(job.run_id).config
         except Exception:  # noqa: BLE001  (a job about a dataset has no run config)
-            train = {}
-    nproc = max(1, int(train.get("nproc", 1)))
-    device = str(train.get("device", "cpu"))
-    wants_gpu = device.startswith("cuda") or (device == "auto" and _cluster_has_gpus(store))
-    return {"num_cpus": float(nproc), "num_gpus": float(nproc if wants_gpu else 0)}
+            config = None
+    wants_cuda = config is not None and str(
+        config.get("train", {}).get("device", "auto")) == "auto"
+    return resource_request(config, wants_cuda and _cluster_has_gpus(store))
 
 
 def _cluster_has_gpus(store: Store) -> bool:
@@ -107,7 +135,8 @@ class RayExecutor:
             _client(store).submit_job,
             entrypoint=entrypoint, submission_id=submission_id(job),
             runtime_env={"env_vars": env_vars}, metadata={"lab2market_job": job.id},
-            entrypoint_num_cpus=ask["num_cpus"], entrypoint_num_gpus=ask["num_gpus"])
+            entrypoint_num_cpus=ask["num_cpus"], entrypoint_num_gpus=ask["num_gpus"],
+            entrypoint_memory=ask["memory"])
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
             try:
