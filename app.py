@@ -6,10 +6,7 @@ gets the shared sidebar, also when Streamlit runs it alone, is explained in ``ui
 
 import streamlit as st
 
-from ui.router import enter_app, run_page
-
 st.set_page_config(page_title="Lab2Market", page_icon=":material/rocket_launch:", layout="wide")
-enter_app()
 
 pages = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
@@ -25,4 +22,9 @@ pages = {
     "Ship": [st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
              st.Page("pages/deploy.py", title="Deploy", icon=":material/cloud_upload:")],
 }
-run_page(st.navigation(pages))
+page = st.navigation(pages)  # before the app's imports: until it runs, a first visit's sidebar
+# lists the raw file names of pages/ (Streamlit's legacy mode, see ui/router.py)
+from ui.router import enter_app, run_page  # noqa: E402
+
+enter_app()
+run_page(page)

@@ -1,6 +1,12 @@
-"""Dashboard latency: live-update delay, render time of a huge run, render time with many runs.
+"""Dashboard latency: what a user waits for in the browser, live-update delay, render times.
 
 Prints one JSON object:
+
+* ``browser_flows``: in a real browser, from the click until the result is on screen, each beside
+  its floor measured in the same run (``benchmarks/ui_flows.py`` says exactly what each waits for):
+  the app's first page load against an empty Streamlit app's (goal <= 1.2x), a click on the empty
+  app (the floor of any click), Evaluate of the digits test split cold and stored (goals 1.5 s /
+  0.3 s), Predict of 5 images warm (goal 0.5 s), Grad-CAM on digits cold and warm (goals 3 s / 1 s).
 
 * ``browser``: in a real browser, ``train_page_with_big_run_s`` (a full page load of Train for a
   run with ``--points`` points until its loss curve is drawn: the app's JavaScript, the session,
@@ -16,7 +22,9 @@ The AppTest figures are the server-side script time (what a rerun costs before t
 the browser figures are end to end and depend on the machine's load (reported as
 ``load_avg_1m_at_start``). The browser part is skipped (null) without Chromium.
 
-    python benchmarks/ui_latency.py [--points 20000 --runs 1000 --updates 10]
+    python benchmarks/ui_latency.py [--points 20000 --runs 1000 --updates 10] [--quick]
+
+``--quick``: 2,000 points, 100 runs, 3 updates, fewer repeats of each browser flow.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # browser_launch: the app and Chromium, as tests use
+
+from ui_flows import browser_flows  # noqa: E402
 
 from core.config import RunConfig  # noqa: E402
 from core.runs.store import Store  # noqa: E402
@@ -136,13 +146,26 @@ def browser_seconds(home: Path, updates: int, points: int) -> dict | None:
             "page_goal_s": GOAL_RENDER_S, "page_meets_goal": page_load < GOAL_RENDER_S}
 
 
+def flows(tmp: Path, quick: bool) -> dict | None:
+    """``ui_flows.browser_flows`` in one Chromium (null without Chromium)."""
+    from browser_launch import CHROMIUM, chromium
+
+    if CHROMIUM is None:
+        return None
+    with chromium() as browser:
+        return browser_flows(browser, tmp, quick)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small settings, fewer repeats")
     args = parser.parse_args()
+    if args.quick:
+        args.points, args.runs, args.updates = 2_000, 100, 3
     results: dict = {"benchmark": "ui_latency", "cpus": os.cpu_count(),
                      "load_avg_1m_at_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +185,7 @@ def main() -> None:
             "train": apptest_seconds("pages/train.py", ids[-1]),
         }
         if not args.no_browser:
+            results["browser_flows"] = flows(Path(tmp) / "flows", args.quick)
             results["browser"] = browser_seconds(Path(tmp) / "live", args.updates, args.points)
     renders = [results["render_20k_points_s"], *results["render_1000_runs_s"].values()]
     worst = max(r["first_s"] for r in renders if isinstance(r, dict))

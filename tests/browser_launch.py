@@ -46,17 +46,21 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
 
 
 @contextmanager
-def streamlit_app(home: Path, **env: str) -> Iterator[str]:
+def streamlit_app(home: Path, script: Path = ROOT / "app.py", **env: str) -> Iterator[str]:
     """``streamlit run app.py`` on a free loopback port over the workspace ``home``; yields its URL
     once it answers, stops it on exit. ``env``: more environment variables for the server (and
-    the jobs it starts). Its output goes to ``streamlit-PORT.log`` in ``home``."""
+    the jobs it starts). Its output goes to ``streamlit-PORT.log`` in ``home``.
+
+    ``script``: another app to run the same way, from its own folder (whose ``.streamlit/`` config
+    applies), e.g. the empty app a benchmark measures as the floor of a page load."""
     port = free_port()
     env = {**os.environ, "LAB2MARKET_HOME": str(home), **env}
     log = open(home / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script.name, "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=script.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

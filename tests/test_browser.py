@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import BROWSER_MARKS, streamlit_app
+from browser_support import BROWSER_MARKS, plotly_points, streamlit_app
 from PIL import Image
 
 pytestmark = BROWSER_MARKS
@@ -48,6 +47,14 @@ def _stop_jobs(home: Path) -> None:
     store.close()
 
 
+def wait_points(page, n: int, timeout_s: float = 60) -> None:
+    """Until the loss chart draws ``n`` points (counted from its Plotly traces)."""
+    deadline = time.monotonic() + timeout_s
+    while plotly_points(page, "train_loss_chart") < n:
+        assert time.monotonic() < deadline, f"the loss chart never drew {n} points"
+        time.sleep(0.1)
+
+
 def text_of(page, selector: str) -> str:
     loc = page.locator(selector)
     return loc.first.inner_text() if loc.count() else ""
@@ -66,14 +73,16 @@ def test_launch_from_train_page_and_watch_the_curve_grow(app, page, artifacts: P
     page.locator(".st-key-train_batch_size input").fill("16")
     page.get_by_role("button", name="Launch").click()
 
-    counts: list[tuple[str, int]] = []  # (status, points on the loss curve) over time
+    # (status, points the loss chart draws, counted from its Plotly traces) over time; before
+    # the first point there is no chart at all (-1), the monitor says what the run waits for.
+    counts: list[tuple[str, int]] = []
     deadline = time.monotonic() + 170
     shot_while_running = False
     while time.monotonic() < deadline:
         status = text_of(page, ".st-key-train_run_status").strip()
-        found = re.search(r"(\d+) points", text_of(page, ".st-key-train_loss_points"))
-        if status and found:
-            counts.append((status, int(found.group(1))))
+        points = plotly_points(page, "train_loss_chart")
+        if status and points >= 0:
+            counts.append((status, points))
             if status == "running" and counts[-1][1] > 0 and not shot_while_running:
                 page.screenshot(path=str(artifacts / "train_running.png"))
                 shot_while_running = True
@@ -91,8 +100,7 @@ def test_launch_from_train_page_and_watch_the_curve_grow(app, page, artifacts: P
     final, settle = counts[-1][1], time.monotonic() + 10
     while final < expected and time.monotonic() < settle:
         time.sleep(0.25)
-        found = re.search(r"(\d+) points", text_of(page, ".st-key-train_loss_points"))
-        final = int(found.group(1)) if found else final
+        final = max(final, plotly_points(page, "train_loss_chart"))
     assert final >= expected
     # The chart itself is drawn from the same series: a plotly trace per loss key.
     assert page.locator(".st-key-train_loss_chart .scatterlayer .trace").count() >= 2
@@ -148,12 +156,12 @@ def test_a_deep_link_after_a_restart_shows_the_run_live(page, tmp_path: Path) ->
     try:
         with streamlit_app(home, **SERVER_ENV) as url:
             page.goto(f"{url}/train?run={run.id}")  # the first request after the start
-            page.locator(".st-key-train_loss_points", has_text="2 points").wait_for()
+            wait_points(page, 2)
             page.locator(".st-key-sidebar_workspace", has_text=str(home)).wait_for()
             assert "running" in text_of(page, ".st-key-train_run_status")
             store.log_metrics(run.id, [(30, "train/step_loss", 0.8)])
             written = time.monotonic()
-            page.locator(".st-key-train_loss_points", has_text="3 points").wait_for()
+            wait_points(page, 3)
             assert time.monotonic() - written < 5  # refreshed every second (benchmarked)
     finally:
         store.set_status(run.id, "completed")

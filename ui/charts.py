@@ -25,6 +25,30 @@ class Overlay:
     series: Mapping[str, Series]
 
 
+def has_points(series: Mapping[str, Series], keys: Sequence[str],
+               overlays: Sequence[Overlay] = ()) -> bool:
+    """Whether a chart of ``keys`` would draw a point (else a :func:`waiting_figure` takes its
+    place: empty axes with a made-up range tell the user nothing)."""
+    held = [series, *(o.series for o in overlays)]
+    return any(key in s and len(s[key][0]) for s in held for key in keys)
+
+
+def waiting_figure(title: str, message: str, height: int = 320):
+    """The place of a chart that has no point yet: its title and ``message``, no axes (a range
+    made up for no data tells nothing). Drawing it early also lets the browser load Plotly
+    while the user waits, not when the first point arrives."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}}, height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        xaxis={"visible": False}, yaxis={"visible": False},
+        annotations=[{"text": message, "showarrow": False, "xref": "paper", "yref": "paper",
+                      "x": 0.5, "y": 0.5, "font": {"size": 13, "color": "#888"}}])
+    return fig
+
+
 def curves_figure(series: Mapping[str, Series], keys: Sequence[str], title: str,
                   y_title: str, overlays: Sequence[Overlay] = (), revision: str = "",
                   max_points: int = MAX_POINTS, log_y: bool = False, height: int = 320,

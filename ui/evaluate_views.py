@@ -155,8 +155,8 @@ def render_cards(preds: Predictions, report: dict[str, Any]) -> None:
         col.metric(label, "n/a" if value is None else f"{value:.4f}", help=note)
     skipped = f" · {len(preds.skipped)} unreadable skipped" if len(preds.skipped) else ""
     st.caption(f"{o['samples']} samples of {plain(preds.dataset)}/{preds.split}{skipped} · "
-               f"checkpoint {preds.checkpoint} · predicted in {preds.seconds:.2f} s on "
-               f"{fmt.timestamp(preds.created_at)}")
+               f"checkpoint {preds.checkpoint} · model time {preds.seconds:.2f} s (the pass "
+               f"over the split, without loading) on {fmt.timestamp(preds.created_at)}")
 
 
 def per_class_frame(report: dict[str, Any]) -> pd.DataFrame:

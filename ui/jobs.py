@@ -7,6 +7,8 @@ redraws to show the result (or this draws the error). Statuses are compared, nev
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -24,8 +26,12 @@ def render_job(job: Job | None, what: str) -> None:
     if job is None:
         return
     if job.is_active:
+        # The whole wait since the click, not only the work: a job's process needs seconds to
+        # start before it reports any progress.
+        waited = fmt.duration(time.time() - job.created_at)
         with st.container(key=f"job_progress_{job.kind}"):
-            st.progress(job.progress, text=f"{what}: {plain(_progress_text(job))}")
+            st.progress(job.progress,
+                        text=f"{what}: {plain(_progress_text(job))} · {waited} so far")
     elif job.status in ("failed", "interrupted"):
         st.error(f"{what} {'failed' if job.status == 'failed' else 'was interrupted'}: "
                  f"{plain(job.error or 'no message')}")
@@ -53,7 +59,7 @@ def _progress_text(job: Job) -> str:
     if job.status == "queued":
         ahead = store().queue_position(job.id) if job.heavy else 0
         return f"queued ({ahead} ahead)" if ahead else "queued, starting soon"
-    return job.message or "starting..."
+    return job.message or "starting its process..."
 
 
 def render_queue(s: Store) -> None:

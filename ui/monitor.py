@@ -3,6 +3,10 @@
 While the run is active the monitor is a fragment that reruns twice a second on its own (the
 rest of the page stays still) and reads only the metric rows newer than the last step it holds;
 the series it already read live in session state. A finished run is drawn once, without polling.
+
+Until its first loss point a run says what it is waiting for (the queue, its process starting,
+the data loading) and for how long, instead of a progress bar at zero; a chart with no point yet
+is a placeholder that says when it fills, without axes.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import streamlit as st
 
 from core import runs
 from core.errors import RunNotFound
+from core.runs.records import Job
 from core.runs.series import Series, count_points, epoch_rows, last_step, merge
 from core.runs.store import Run, Store
 from core.workspace import Workspace, run_dir
 from ui import format as fmt
-from ui.charts import Overlay, curves_figure
+from ui.charts import Overlay, curves_figure, has_points, waiting_figure
 from ui.components import render_status_badge
 from ui.format import plain
 from ui.runs import run_label
@@ -37,6 +42,8 @@ RESOURCE_CHARTS = (("CPU (100 = one core)", "%", "sys/cpu_percent"),
 CACHE_KEY = "train_series"  # session state: {run_id: {"pid": ..., "series": {...}}}
 MAX_CACHED_RUNS = 4
 REFRESH = 0.5  # seconds: a new metric row reaches the chart well within 2 s
+WAITING = {"loss": ("Loss", "The loss curve appears with the first step."),
+           "acc": ("Accuracy", "Accuracy appears when the first epoch ends.")}
 
 
 def read_series(s: Store, run: Run) -> dict[str, Series]:
@@ -123,7 +130,10 @@ def _get(s: Store, run_id: str) -> Run | None:
 
 def _render_body(s: Store, run: Run) -> None:
     series = read_series(s, run)
-    render_progress(run, series)
+    if run.is_active and not count_points(series, LOSS_KEYS):
+        render_starting(s, run)
+    else:
+        render_progress(run, series)
     render_outcome(s, run)
     overlays = render_compare_picker(s, run)
     render_curves(run, series, overlays)
@@ -131,11 +141,50 @@ def _render_body(s: Store, run: Run) -> None:
     render_events(s, run)
 
 
-def render_progress(run: Run, series: dict[str, Series]) -> None:
+def render_head(run: Run) -> None:
     head = st.columns([3, 1])
     head[0].markdown(f"**{plain(run_label(run))}**" + (f" · `{run.id}`" if run.name else ""))
     with head[1]:
         render_status_badge(run, key="train_run_status")
+
+
+def training_job(s: Store, run: Run) -> Job | None:
+    """The active job that trains ``run`` (a heavy one), else any active job of it."""
+    jobs = s.active_jobs(run.id)
+    return next((j for j in jobs if j.heavy), jobs[0] if jobs else None)
+
+
+def starting_phase(run: Run, job: Job | None, ahead: int) -> str:
+    """What an active run with no loss point yet is waiting for, in plain words.
+
+    ``ahead``: heavy jobs queued before its job (``Store.queue_position``)."""
+    if job is None or job.status == "queued":
+        if ahead:
+            return (f"Queued behind {ahead} job{'s' if ahead > 1 else ''}: it starts when a "
+                    "slot frees (Home sets how many trainings run at once).")
+        return "Queued: the job starts next."
+    if run.status == "queued":
+        return "Starting the job's process..."
+    if not run.total_steps:
+        return "Loading PyTorch, the data and the model..."
+    return "Training: the first loss point is on its way..."
+
+
+def render_starting(s: Store, run: Run) -> None:
+    """An active run before its first loss point: what it waits for and for how long (the
+    whole wait since Launch, or since the resume), no bar at zero and no empty axes."""
+    render_head(run)
+    job = training_job(s, run)
+    queued = job is not None and job.status == "queued" and job.heavy
+    phase = starting_phase(run, job, s.queue_position(job.id) if queued else 0)
+    since = job.created_at if job is not None else run.created_at
+    with st.container(key="train_starting"):
+        st.info(f"{phase} Waiting for {fmt.duration(time.time() - since)}.",
+                icon=":material/hourglass_top:")
+
+
+def render_progress(run: Run, series: dict[str, Series]) -> None:
+    render_head(run)
     eta = run.eta()
     text = (f"epoch {run.epoch}/{run.total_epochs} · step {run.step}/{run.total_steps or '?'}"
             + (f" · ETA {fmt.duration(eta)}" if eta is not None else ""))
@@ -145,7 +194,9 @@ def render_progress(run: Run, series: dict[str, Series]) -> None:
     c[0].metric("Throughput", f"{throughput[-1]:.0f}/s" if throughput else "—",
                 help="Training samples per second in the last epoch.")
     c[1].metric("Device", run.device or "—")
-    c[2].metric("Elapsed", fmt.duration(run.duration))
+    c[2].metric("Training time", fmt.duration(run.duration),
+                help="Since the job's process began training (the wait in the queue and its "
+                     "start are not counted).")
     c[3].metric("ETA", fmt.duration(eta) if run.is_active else "—")
     monitor = run.config.get("train", {}).get("monitor", "val/loss")
     c[4].metric(f"Best {monitor}", fmt.number(run.best_metric))
@@ -197,14 +248,25 @@ def render_compare_picker(s: Store, run: Run) -> list[Overlay]:
 
 
 def render_curves(run: Run, series: dict[str, Series], overlays: list[Overlay]) -> None:
+    """The loss and accuracy charts (a placeholder without axes until a chart has a point),
+    then the learning rate and the machine."""
     figures = _figures(run, series, overlays)
+    if not run.is_active and "loss" not in figures and "acc" not in figures:
+        st.caption("This run logged no loss or accuracy: there is nothing to draw.")
+        return
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(figures["loss"], key="train_loss_chart")
-        with st.container(key="train_loss_points"):
-            st.caption(f"Loss curve: {count_points(series, LOSS_KEYS)} points")
+        if "loss" in figures:
+            st.plotly_chart(figures["loss"], key="train_loss_chart")
+            with st.container(key="train_loss_points"):
+                st.caption(f"Loss curve: {count_points(series, LOSS_KEYS)} points")
+        elif run.is_active:  # the same key: the chart replaces its placeholder in place
+            st.plotly_chart(waiting_figure(*WAITING["loss"]), key="train_loss_chart")
     with right:
-        st.plotly_chart(figures["acc"], key="train_acc_chart")
+        if "acc" in figures:
+            st.plotly_chart(figures["acc"], key="train_acc_chart")
+        elif run.is_active:
+            st.plotly_chart(waiting_figure(*WAITING["acc"]), key="train_acc_chart")
     if "lr" in figures:
         st.plotly_chart(figures["lr"], key="train_lr_chart")
     render_resources(run, series, figures)
@@ -238,11 +300,13 @@ def _figures(run: Run, series: dict[str, Series], overlays: list[Overlay]) -> di
     held = st.session_state.get("train_figures")
     if held is not None and held[0] == signature:
         return held[1]
-    figures = {
-        "loss": curves_figure(series, LOSS_KEYS, "Loss", "loss", overlays, revision=run.id),
-        "acc": curves_figure(series, ACC_KEYS, "Accuracy", "accuracy", overlays,
-                             revision=run.id),
-    }
+    figures = {}
+    if has_points(series, LOSS_KEYS, overlays):
+        figures["loss"] = curves_figure(series, LOSS_KEYS, "Loss", "loss", overlays,
+                                        revision=run.id)
+    if has_points(series, ACC_KEYS, overlays):
+        figures["acc"] = curves_figure(series, ACC_KEYS, "Accuracy", "accuracy", overlays,
+                                       revision=run.id)
     if "lr" in series:
         figures["lr"] = curves_figure(series, ("lr",), "Learning rate", "lr", revision=run.id,
                                       height=240, from_zero=True)

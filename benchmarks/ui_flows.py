@@ -1,0 +1,290 @@
+"""What a user waits for in the browser, from the click until the result is on screen.
+
+Used by ``benchmarks/ui_latency.py`` (which prints the JSON); each figure is measured in one run
+beside its floor:
+
+* ``first_load``: the app's first page load (Home drawn: the quick-start button, the metrics and
+  the sidebar's page links) against an empty Streamlit app (a title and a button) started the
+  same way, in the same browser: the server's first visitor (it pays the script's imports) and a
+  new visitor of a started server (a fresh browser context: no cache, a new session).
+  Goal: the app within 1.2x of the empty app.
+* ``click_floor_s``: a click on the empty app's button until its text is on screen: what any
+  click costs in Streamlit on this machine, the floor of the figures below.
+* ``evaluate_digits_test``: the sidebar link to Evaluate clicked until the metric cards show,
+  cold (never evaluated, the model not loaded by the server) and stored. Goals 1.5 s / 0.3 s.
+* ``predict_5_images``: Predict clicked with 5 uploaded digits until the fifth card's top-k
+  chart is drawn; the model was loaded by the server before (warm). Goal 0.5 s. ``warm_s``: in a
+  tab that has drawn a Plotly chart before (Train's curves, then the sidebar link to Predict);
+  ``first_in_new_tab_s``: in a new tab, which also loads the chart library (Plotly.js).
+* ``gradcam_digits``: Explain clicked until the Grad-CAM overlay is drawn, on a run whose model
+  the server never loaded (cold), then on another image (warm). Goals 3 s / 1 s. It waits for
+  whatever the page draws (an overlay chart or an image), whichever path computes it.
+* ``gradcam_resnet18_224`` (not with ``--quick``): the same on resnet18 at 224 px, trained (no
+  weights downloaded) for one epoch on 32 generated shapes, as the compression tests do.
+
+"Drawn" means the element exists, is not a stale element of the previous script run, and holds
+what the click asked for (the new file's name, the chart's points counted from Plotly's own data).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from browser_launch import ROOT, new_page, streamlit_app
+
+GOALS = {"first_load_ratio": 1.2, "evaluate_cold_s": 1.5, "evaluate_stored_s": 0.3,
+         "predict_5_warm_s": 0.5, "gradcam_warm_s": 1.0, "gradcam_cold_s": 3.0}
+WAIT_MS = 240_000  # a cold job on a loaded 2-core machine
+EMPTY_APP = '''import streamlit as st
+
+st.title("Empty app")
+if st.button("Go", key="floor_go"):
+    st.write(f"done {st.session_state.setdefault('n', 0) + 1}")
+    st.session_state["n"] += 1
+'''
+
+# True once an element matching ``sel`` holds, in element containers that are not stale (left
+# over from the previous script run), ``text`` / a Plotly chart of at least ``points`` points /
+# a drawn image (an <img>, or an <image> in a Plotly chart: heat maps and go.Image draw those).
+SHOWN_JS = """({sel, text, points, image}) => {
+  const count = (p) => p._fullData.reduce((n, t) => n + (t._length ?? (t.x ? t.x.length : 0)), 0);
+  for (const el of document.querySelectorAll(sel)) {
+    if (el.closest('[data-stale="true"]')) continue;
+    const parts = [...el.querySelectorAll('[data-stale]')].filter(c => c.dataset.stale !== 'true');
+    if (el.matches('[data-stale]')) parts.push(el);
+    if (text && !parts.some(c => c.innerText.includes(text))) continue;
+    const plots = parts.map(c => c.querySelector('.js-plotly-plot')).filter(p => p && p._fullData);
+    if (points && !plots.some(p => count(p) >= points)) continue;
+    const img = parts.some(c => [...c.querySelectorAll('img')].some(
+      i => i.complete && i.naturalWidth > 0));
+    if (image && !img && !plots.some(p => p._fullData.length && p.querySelector('image'))) continue;
+    return true;
+  }
+  return false;
+}"""
+
+
+def wait_shown(page, sel: str, text: str = "", points: int = 0, image: bool = False,
+               timeout_ms: float = WAIT_MS) -> None:
+    page.wait_for_function(SHOWN_JS, arg={"sel": sel, "text": text, "points": points,
+                                          "image": image}, timeout=timeout_ms, polling="raf")
+
+
+def timed(action: Callable[[], None], until: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    action()
+    until()
+    return round(time.perf_counter() - start, 3)
+
+
+def nav(page, path: str) -> None:
+    page.locator(f'[data-testid="stSidebarNav"] a[href$="/{path}"]').click()
+
+
+# -- first load ---------------------------------------------------------------------------------
+
+
+def home_ready(page) -> None:
+    page.locator(".st-key-home_quick_start").wait_for(timeout=WAIT_MS)
+    page.locator('[data-testid="stMetric"]', has_text="Datasets").wait_for(timeout=WAIT_MS)
+    page.locator('[data-testid="stSidebarNav"] a[href$="/deploy"]').wait_for(timeout=WAIT_MS)
+
+
+def empty_ready(page) -> None:
+    page.get_by_role("heading", name="Empty app").wait_for(timeout=WAIT_MS)
+    page.locator(".st-key-floor_go button").wait_for(timeout=WAIT_MS)
+
+
+def load_times(browser, url: str, ready: Callable, visitors: int) -> dict:
+    """The server's first visitor, then the median of ``visitors`` new ones (fresh contexts)."""
+    times = []
+    for _ in range(1 + visitors):
+        with new_page(browser, timeout_ms=WAIT_MS) as page:
+            times.append(timed(lambda page=page: page.goto(url), lambda page=page: ready(page)))
+    return {"server_first_visit_s": times[0],
+            "new_visitor_s": round(statistics.median(times[1:]), 3)}
+
+
+def first_load(browser, home: Path, tmp: Path, visitors: int) -> dict:
+    folder = tmp / "empty_app"
+    (folder / ".streamlit").mkdir(parents=True)
+    shutil.copy(ROOT / ".streamlit" / "config.toml", folder / ".streamlit" / "config.toml")
+    (folder / "empty_app.py").write_text(EMPTY_APP)
+    with streamlit_app(home, script=folder / "empty_app.py") as url:
+        empty = load_times(browser, url, empty_ready, visitors)
+        with new_page(browser, timeout_ms=WAIT_MS) as page:
+            page.goto(url)
+            empty_ready(page)
+            clicks = []
+            for n in range(1, 4):
+                clicks.append(timed(
+                    lambda page=page: page.locator(".st-key-floor_go button").click(),
+                    lambda page=page, n=n: wait_shown(page, '[data-testid="stMain"]',
+                                                      text=f"done {n}")))
+    with streamlit_app(home, OMP_NUM_THREADS="1") as url:
+        app = load_times(browser, url, home_ready, visitors)
+    ratio = app["new_visitor_s"] / empty["new_visitor_s"]
+    return {"first_load": {
+        "app": app, "empty_app": empty, "new_visitor_ratio": round(ratio, 2),
+        "server_first_visit_ratio": round(
+            app["server_first_visit_s"] / empty["server_first_visit_s"], 2),
+        "goal_ratio": GOALS["first_load_ratio"],
+        "meets_goal": ratio <= GOALS["first_load_ratio"]},
+        "click_floor_s": statistics.median(clicks)}
+
+
+# -- the flows on one server --------------------------------------------------------------------
+
+
+def digits_images(home: Path, start: int, count: int, prefix: str) -> list[Path]:
+    from core.data import load_dataset
+    from core.workspace import Workspace
+
+    paths = []
+    with Workspace.open(home) as ws:
+        dataset = load_dataset(ws, "digits")
+        for i in range(start, start + count):
+            buf = io.BytesIO()
+            dataset.raw("test", i).save(buf, format="PNG")
+            path = home / f"{prefix}{i}.png"
+            path.write_bytes(buf.getvalue())
+            paths.append(path)
+    return paths
+
+
+def evaluate_flow(page, url: str, run_id: str) -> dict:
+    """Home -> Evaluate (cold: never evaluated, model not loaded) -> Home -> Evaluate (stored)."""
+    page.goto(f"{url}/?run={run_id}")
+    home_ready(page)
+    cards = lambda: wait_shown(page, '[data-testid="stMain"]', text="Balanced acc.")  # noqa: E731
+    cold = timed(lambda: nav(page, "evaluate"), cards)
+    stored = []
+    for _ in range(3):
+        nav(page, "")  # Home's link ends with the app's root
+        home_ready(page)
+        stored.append(timed(lambda: nav(page, "evaluate"), cards))
+    stored_s = round(statistics.median(stored), 3)
+    return {"cold_s": cold, "stored_s": stored_s,
+            "goal_cold_s": GOALS["evaluate_cold_s"], "goal_stored_s": GOALS["evaluate_stored_s"],
+            "meets_goal": cold <= GOALS["evaluate_cold_s"]
+            and stored_s <= GOALS["evaluate_stored_s"]}
+
+
+def predict_once(browser, url: str, run_id: str, images: list[Path], charted: bool) -> float:
+    """One click on Predict; ``charted``: the tab drew a Plotly chart (Train's) before."""
+    with new_page(browser, timeout_ms=WAIT_MS) as page:
+        if charted:
+            page.goto(f"{url}/train?run={run_id}")
+            page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                                   ".some(p => p._fullData)", timeout=WAIT_MS)
+            nav(page, "predict")
+        else:
+            page.goto(f"{url}/predict?run={run_id}")
+        page.locator(".st-key-predict_upload input[type=file]").set_input_files(
+            [str(p) for p in images])
+        page.wait_for_function(
+            "() => { const b = document.querySelector('.st-key-predict_run button');"
+            " return b && !b.disabled; }", timeout=WAIT_MS)
+        last = len(images) - 1
+        return timed(lambda: page.locator(".st-key-predict_run button").click(),
+                     lambda: wait_shown(page, f".st-key-predict_card_{last}",
+                                        text=images[-1].name, points=5))
+
+
+def predict_flow(browser, url: str, run_id: str, home: Path, rounds: int) -> dict:
+    """5 uploads predicted in a fresh session each round, new files each time; the server has
+    the model loaded (Evaluate loaded it), so every round is warm."""
+    first = predict_once(browser, url, run_id, digits_images(home, 0, 5, "p0_"), charted=False)
+    times = [predict_once(browser, url, run_id, digits_images(home, 5 * r, 5, f"p{r}_"),
+                          charted=True) for r in range(1, 1 + rounds)]
+    warm = round(statistics.median(times), 3)
+    return {"warm_s": warm, "warm_rounds": times, "first_in_new_tab_s": first,
+            "goal_warm_s": GOALS["predict_5_warm_s"],
+            "meets_goal": warm <= GOALS["predict_5_warm_s"]}
+
+
+GRADCAM = '[class*="st-key-explain_result_gradcam"]'
+GONE_JS = """(sel) => ![...document.querySelectorAll(sel)].some(
+  e => !e.closest('[data-stale="true"]') && e.querySelector('[data-stale="false"]'))"""
+
+
+def gradcam_flow(page, url: str, run_id: str, warm_rounds: int) -> dict:
+    """Explain on a run the server never loaded (cold), then on new images (warm)."""
+    page.goto(f"{url}/explain?run={run_id}")
+    button = page.locator(".st-key-explain_run button")
+    enabled = ("() => { const b = document.querySelector('.st-key-explain_run button');"
+               " return b && !b.disabled; }")
+    page.wait_for_function(enabled, timeout=WAIT_MS)
+    overlay = lambda: wait_shown(page, GRADCAM, image=True)  # noqa: E731
+    cold = timed(button.click, overlay)
+    warm = []
+    for index in range(1, 1 + warm_rounds):  # an image not explained before
+        field = page.locator(".st-key-explain_index input")
+        field.fill(str(index))
+        field.press("Enter")
+        page.wait_for_function(GONE_JS, arg=GRADCAM, timeout=WAIT_MS)  # the last image's
+        page.wait_for_function(enabled, timeout=WAIT_MS)
+        warm.append(timed(button.click, overlay))
+    warm_s = round(statistics.median(warm), 3)
+    return {"cold_s": cold, "warm_s": warm_s, "warm_rounds": warm,
+            "goal_cold_s": GOALS["gradcam_cold_s"], "goal_warm_s": GOALS["gradcam_warm_s"],
+            "meets_goal": cold <= GOALS["gradcam_cold_s"] and warm_s <= GOALS["gradcam_warm_s"]}
+
+
+def train_digits(home: Path, name: str) -> str:
+    """A completed 1-epoch digits run (the small CNN), trained in this process."""
+    from core.config import RunConfig
+    from core.runs import create_run
+    from core.train import execute_run
+    from core.workspace import Workspace
+
+    config = RunConfig()
+    config.train.epochs = 1
+    with Workspace.open(home) as ws:
+        run = create_run(ws.store, config, name=name)
+        summary = execute_run(ws, run.id)
+    assert summary["status"] == "completed", summary
+    return run.id
+
+
+def train_resnet18(home: Path) -> str:
+    """A completed resnet18 run at 224 px on 32 generated shapes (one epoch, random init)."""
+    from compress_support import config, mini_shapes, train_now
+
+    from core.workspace import Workspace
+
+    with Workspace.open(home) as ws:
+        mini_shapes(ws, home / "mini_src", n=32)
+        run_id = train_now(ws, config("resnet18", image_size=224))
+        assert ws.store.get_run(run_id).status == "completed", ws.store.get_run(run_id).error
+    return run_id
+
+
+def browser_flows(browser, tmp: Path, quick: bool) -> dict:
+    """Every figure of the module docstring, in one browser, beside its floor."""
+    home = tmp / "flows"
+    home.mkdir(parents=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as the servers' jobs: one torch thread
+    evaluated, explained = train_digits(home, "evaluated"), train_digits(home, "explained")
+    resnet = None if quick else train_resnet18(home)
+    results: dict = {"load_avg_1m_before": round(os.getloadavg()[0], 2)}
+    results.update(first_load(browser, home, tmp, visitors=1 if quick else 3))
+    with streamlit_app(home, OMP_NUM_THREADS="1") as url:
+        with new_page(browser, timeout_ms=WAIT_MS) as page:
+            results["evaluate_digits_test"] = evaluate_flow(page, url, evaluated)
+        results["predict_5_images"] = predict_flow(browser, url, evaluated, home,
+                                                   rounds=2 if quick else 3)
+        with new_page(browser, timeout_ms=WAIT_MS) as page:
+            results["gradcam_digits"] = gradcam_flow(page, url, explained,
+                                                     warm_rounds=1 if quick else 3)
+        if resnet is not None:
+            with new_page(browser, timeout_ms=WAIT_MS) as page:
+                results["gradcam_resnet18_224"] = gradcam_flow(page, url, resnet, warm_rounds=2)
+    results["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    return results
