@@ -44,62 +44,79 @@ def shapes() -> ArrayDataset:
     )
 
 
-@register_builtin("iris")
-def iris() -> ArrayDataset:
-    from sklearn.datasets import load_iris
+# The feature names scikit-learn's loaders give these tables (its CSV files hold only numbers).
+_BREAST_CANCER_FEATURES = [
+    name.format(f) for name in ("mean {}", "{} error", "worst {}")
+    for f in ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+              "concave points", "symmetry", "fractal dimension")]
+_TABLES = {  # name: (scikit-learn's data file, its loader, feature names, description)
+    "iris": ("iris.csv", "load_iris", [f"{part} {dim} (cm)" for part in ("sepal", "petal")
+                                         for dim in ("length", "width")],
+             "Iris flowers: 150 samples, 4 measurements."),
+    "wine": ("wine_data.csv", "load_wine",
+             ["alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols",
+              "flavanoids", "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue",
+              "od280/od315_of_diluted_wines", "proline"],
+             "Wine cultivars: 178 samples, 13 chemical features."),
+    "breast_cancer": ("breast_cancer.csv", "load_breast_cancer", _BREAST_CANCER_FEATURES,
+                      "Breast cancer diagnosis (Wisconsin): 569 samples, 30 cell-nucleus "
+                      "features."),
+}
 
-    return _sklearn_table("iris", load_iris(), "Iris flowers: 150 samples, 4 measurements.")
+
+def _register_table(name: str) -> None:
+    @register_builtin(name)
+    def build() -> ArrayDataset:
+        return _sklearn_table(name, *_TABLES[name])
 
 
-@register_builtin("wine")
-def wine() -> ArrayDataset:
-    from sklearn.datasets import load_wine
-
-    return _sklearn_table("wine", load_wine(), "Wine cultivars: 178 samples, 13 chemical features.")
-
-
-@register_builtin("breast_cancer")
-def breast_cancer() -> ArrayDataset:
-    from sklearn.datasets import load_breast_cancer
-
-    return _sklearn_table(
-        "breast_cancer",
-        load_breast_cancer(),
-        "Breast cancer diagnosis (Wisconsin): 569 samples, 30 cell-nucleus features.",
-    )
+for _table in _TABLES:
+    _register_table(_table)
 
 
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as (N, 8, 8) pixels 0..16 and labels.
-
-    Read from the data file scikit-learn ships, without importing scikit-learn: that import
-    costs 1-2 s on a small CPU, more than a whole 10-epoch fit of digits, and every job that
-    trains, evaluates or explains a digits run paid it. ``load_digits`` is the fallback should
-    the file ever move.
-    """
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("sklearn")
-    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec else None
-    if path is None or not path.is_file():
+    """scikit-learn's digits as (N, 8, 8) pixels 0..16 and labels."""
+    data = _sklearn_file("digits.csv.gz")
+    if data is None:
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
         return bunch.images, bunch.target
-    data = np.loadtxt(path, delimiter=",")  # what load_digits reads: 64 pixels, then the label
+    data = np.loadtxt(data, delimiter=",")  # what load_digits reads: 64 pixels, then the label
     return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
 
 
-def _sklearn_table(name: str, bunch: Any, description: str) -> ArrayDataset:
-    return table_dataset(
-        name,
-        np.asarray(bunch.data, dtype=np.float32),
-        np.asarray(bunch.target),
-        classes=[str(c) for c in bunch.target_names],
-        feature_names=[str(f) for f in bunch.feature_names],
-        description=description,
-    )
+def _sklearn_file(filename: str) -> Any:
+    """The path of a data file scikit-learn ships, found without importing scikit-learn: that
+    import costs 1-2 s on a small CPU (more than a whole 10-epoch fit of digits), paid by every
+    job and by the dashboard's first page. None should the file ever move (the caller then uses
+    scikit-learn's loader)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.origin).parent / "datasets" / "data" / filename if spec else None
+    return path if path is not None and path.is_file() else None
+
+
+def _sklearn_table(name: str, filename: str, loader: str, features: list[str],
+                   description: str) -> ArrayDataset:
+    """A table scikit-learn ships: its CSV's first line is ``n_samples,n_features,class
+    names...``, then one row of features and the label each (what its ``load_*`` reads)."""
+    path = _sklearn_file(filename)
+    if path is None:
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)()
+        x, y, classes = bunch.data, bunch.target, list(bunch.target_names)
+    else:
+        with open(path) as fh:
+            classes = fh.readline().strip().split(",")[2:]
+            data = np.loadtxt(fh, delimiter=",")
+        x, y = data[:, :-1], data[:, -1].astype(np.int64)
+    return table_dataset(name, np.asarray(x, dtype=np.float32), np.asarray(y),
+                         classes=[str(c) for c in classes], feature_names=features,
+                         description=description)
 
 
 def image_dataset(
