@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import free_port, run_cli, train_run
 
+from core.train.callbacks import Callback
 from core.train.sinks import RUN_TAG, set_workspace_target
 from core.workspace import Workspace
 
 SMALL = {"data": {"dataset": "wine"}, "model": {"name": "mlp"}}  # fast: 107 training rows
-COMPARED = ("train/loss", "train/acc", "val/loss", "val/acc", "train/step_loss", "lr")
+COMPARED = ("train/loss", "train/acc", "val/loss", "val/acc", "train/step_loss", "lr",
+            "sys/cpu_percent", "sys/ram_mb")
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +51,9 @@ def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
 def test_mlflow_and_tensorboard_hold_the_run_stores_values(ws: Workspace, tmp_path: Path):
     uri, tb = (tmp_path / "mlruns").as_uri(), tmp_path / "tb"
     run_id = train_run(ws, **SMALL, train={"epochs": 3, "batch_size": 16, "mlflow": uri,
-                                           "tensorboard": str(tb), "resource_every": 0})
+                                           "tensorboard": str(tb), "resource_every": 0.05})
     stored = store_series(ws, run_id)
-    assert {"train/loss", "val/acc", "train/step_loss"} <= stored.keys()
+    assert {"train/loss", "val/acc", "train/step_loss", "sys/ram_mb"} <= stored.keys()
 
     client, found = mlflow_run(uri, run_id)
     assert found.info.status == "FINISHED"
@@ -117,3 +119,45 @@ def test_a_tracking_uri_that_is_not_one_is_refused_in_one_line(home: Path):
         "error: mlflow must be a tracking URI (http://HOST:PORT, file:///DIR, sqlite:///FILE) "
         "or off; got 'mlruns'"]
     assert not (home / "runs").exists() or not list((home / "runs").iterdir())
+
+
+class Fault(Callback):
+    """A run that goes wrong after its first epoch: an error, or a stop (a cancel)."""
+
+    def __init__(self, how: str):
+        self.how = how
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> None:
+        if epoch == 0 and self.how == "error":
+            raise RuntimeError("planted fault after epoch 1")
+        if epoch == 0:
+            trainer.request_stop()  # what SIGTERM (cancel) does
+
+
+@pytest.mark.parametrize(("how", "status", "mlflow_status"),
+                         [("error", "failed", "FAILED"), ("stop", "cancelled", "KILLED")])
+def test_a_run_that_fails_or_is_cancelled_ends_its_tracker_runs(ws: Workspace, tmp_path: Path,
+                                                                 how, status, mlflow_status):
+    from core.config import RunConfig
+    from core.runs import create_run
+    from core.train import execute_run
+
+    uri, tb = (tmp_path / "mlruns").as_uri(), tmp_path / "tb"
+    raw = RunConfig().to_dict()
+    raw.update({k: {**raw[k], **v} for k, v in SMALL.items()})
+    raw["train"].update(epochs=3, batch_size=16, resource_every=0, mlflow=uri,
+                        tensorboard=str(tb))
+    run = create_run(ws.store, RunConfig.from_dict(raw))
+
+    summary = execute_run(ws, run.id, callbacks=[Fault(how)])
+
+    assert summary["status"] == ws.store.get_run(run.id).status == status
+    client, found = mlflow_run(uri, run.id)
+    assert found.info.status == mlflow_status  # not left RUNNING
+    assert found.info.end_time is not None
+    stored = store_series(ws, run.id)
+    assert "val/acc" in stored  # the first epoch's metrics, sent before the run ended
+    for key, points in stored.items():
+        history = {m.step: m.value for m in client.get_metric_history(found.info.run_id, key)}
+        assert history == points, key
+    assert (tb / run.id / "hparams").is_dir()  # the TensorBoard writer was closed too

@@ -15,6 +15,7 @@ from core.runs.jobs import active_job
 from core.runs.store import Run, Store
 from core.train.lr_finder import KEYS, KIND, lr_find_figure, start_lr_find
 from ui import state
+from ui.batch_finder_views import render_batch_find, render_batch_find_button
 from ui.format import plain
 from ui.jobs import render_job, watch_job
 from ui.train_form import state_to_config
@@ -25,6 +26,17 @@ def is_lr_find(run: Run) -> bool:
 
 
 def render_lr_find_button() -> None:
+    """The finders under the form: an LR range test (its run becomes the active run) and the
+    batch-size finder (drawn here, under the buttons)."""
+    c = st.columns(2)
+    with c[1]:
+        render_batch_find_button()
+    with c[0]:
+        _render_lr_button()
+    render_batch_find(state.store())
+
+
+def _render_lr_button() -> None:
     """Start a range test of the dataset, model and options of the form."""
     if not st.button("Find a learning rate", key="train_lr_find", icon=":material/search:",
                      help="A short range test (about 200 steps, nothing saved): the loss as the "
@@ -62,26 +74,27 @@ def render_lr_find(s: Store, run: Run) -> None:
     if len(lrs) != len(smoothed) or not lrs:
         st.warning("This range test recorded no usable curve.")
         return
-    st.plotly_chart(lr_find_figure(lrs, losses, smoothed, readings.get("suggestion"),
+    st.plotly_chart(lr_find_figure(lrs, losses, smoothed, readings.get("steepest"),
                                    readings.get("min_over_10")), key="train_lr_find_chart")
-    st.caption(f"{len(lrs)} steps; {plain(readings.get('stop_reason', ''))}. The steepest "
-               "descent of the smoothed loss is the suggestion; minimum / 10 is the safer "
-               "classic rule.")
+    st.caption(f"{len(lrs)} steps; {plain(readings.get('stop_reason', ''))}. Minimum / 10 of "
+               "the smoothed loss is the suggestion; the steepest descent is lower, where the "
+               "rate starts to matter (often too slow for a short run).")
     render_use_buttons(readings)
 
 
 def render_use_buttons(readings: dict) -> None:
-    suggestion, safer = readings.get("suggestion"), readings.get("min_over_10")
+    suggestion, steepest = readings.get("suggestion"), readings.get("steepest")
     if suggestion is None:
         st.warning("The loss never fell over this range: no rate to suggest. Try a wider range "
                    "(`python -m core lr-find --start-lr ... --end-lr ...`).")
         return
     c = st.columns(2)
-    c[0].button(f"Use {suggestion:.2e} (suggested)", key="train_use_lr", type="primary",
-                icon=":material/input:", on_click=use_lr, args=(suggestion,), width="stretch")
-    if safer is not None:
-        c[1].button(f"Use {safer:.2e} (minimum / 10)", key="train_use_lr_min10",
-                    icon=":material/input:", on_click=use_lr, args=(safer,), width="stretch")
+    c[0].button(f"Use {suggestion:.2e} (suggested: minimum / 10)", key="train_use_lr",
+                type="primary", icon=":material/input:", on_click=use_lr, args=(suggestion,),
+                width="stretch")
+    if steepest is not None and steepest != suggestion:
+        c[1].button(f"Use {steepest:.2e} (steepest descent)", key="train_use_lr_steepest",
+                    icon=":material/input:", on_click=use_lr, args=(steepest,), width="stretch")
 
 
 def use_lr(lr: float) -> None:

@@ -16,6 +16,7 @@ from core.errors import ModelNotFound
 from core.models import ModelSpec, default_model, get_spec, list_models
 from ui.format import plain
 from ui.state import flash
+from ui.tracker_settings import render_tracker_settings
 
 MONITORS = ("val/loss", "val/acc", "train/loss", "train/acc")
 DEVICES = ("auto", "cpu", "cuda")
@@ -166,6 +167,7 @@ def render_new_run_form(infos: dict[str, Any]) -> tuple[RunConfig, str] | None:
         with st.expander("Advanced options"):
             _render_advanced(info)
         submitted = st.form_submit_button("Launch", type="primary", icon=":material/play_arrow:")
+    render_tracker_settings()
     if not submitted:
         return None
     return state_to_config(), st.session_state.get("train_run_name", "")
@@ -256,7 +258,8 @@ def _render_balance_and_tracking() -> None:
                        "replacement). Resumes exactly, works with DDP.")
     c[2].number_input("Machine sampling (s)", 0.0, 600.0, key="train_resource_every", step=1.0,
                       help="Seconds between CPU/RAM/GPU samples drawn under the curves. 0: off.")
-    tracking = ("Empty: the workspace setting (`python -m core trackers`); off: not this run.")
+    tracking = ("Empty: the workspace setting (Trackers for every run, below; or "
+                "`python -m core trackers`); off: not this run.")
     c = st.columns(2)
     c[0].text_input("MLflow tracking URI", key="train_mlflow", placeholder="http://127.0.0.1:5000",
                     help="Also log params, metrics, checkpoint and ONNX files to MLflow. "

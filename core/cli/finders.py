@@ -58,8 +58,8 @@ def _lr_text(found: dict[str, Any]) -> str:
     def fmt(value: float | None) -> str:
         return "none (the loss never fell: widen --start-lr/--end-lr)" if value is None \
             else f"{value:.2e}"
-    return (f"{found['run_id']}: suggested --lr {fmt(found['suggestion'])} (steepest descent); "
-            f"minimum/10: {fmt(found['min_over_10'])}; {found['steps']} steps, "
+    return (f"{found['run_id']}: suggested --lr {fmt(found['suggestion'])} (minimum / 10); "
+            f"steepest descent: {fmt(found['steepest'])}; {found['steps']} steps, "
             f"{found['stop_reason']}")
 
 

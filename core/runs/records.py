@@ -27,7 +27,8 @@ RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold", "
              "study")  # study: the parent of its ``trial`` runs (core.tune), like ``cv``
 # Jobs that hold a slot of the workspace queue. Everything else (evaluate, explain, predict,
 # export, bench, serve) is light and never waits behind a training job.
-HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv", "lr_find"})
+HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv", "lr_find",
+                         "batch_find"})  # batch_find: a job about a dataset, no run
 
 
 @dataclass

@@ -22,10 +22,13 @@ from core.progress import ProgressFn
 if TYPE_CHECKING:
     import torch
 
+    from core.runs.records import Job
+    from core.runs.store import Store
     from core.train.trainer import Trainer
     from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
+KIND = "batch_find"  # the job's kind; its subject is the dataset, its key the model
 CPU_SIZES = (8, 16, 32, 64, 128, 256, 512)
 STEPS_PER_TRY = 3  # the first step allocates the optimizer state; later ones show the peak
 
@@ -67,6 +70,32 @@ def find_batch_size(ws: Workspace, config: RunConfig, max_batch: int = 4096,
         sizes = [b for b in CPU_SIZES if b <= max_batch]
         report.update(_sweep_cpu(trainer, x, y, sizes, progress))
     return report
+
+
+def start_batch_find(store: Store, config: RunConfig, max_batch: int = 4096) -> Job:
+    """The finder as a background job about ``config``'s dataset, keyed by its model (heavy: on a
+    GPU it must not share the memory it measures). A finder already under way for the same
+    dataset and model is returned rather than started twice (a double click). Its result (the
+    job's) is what ``batch-find --json`` prints."""
+    import json
+    import os
+    import uuid
+
+    from core.runs.jobs import DATASET_SUBJECT, python_core, submit
+
+    config.validate()
+    subject, key = f"{DATASET_SUBJECT}{config.data.dataset}", config.model.name
+    running = store.latest_job(subject, KIND, key)
+    if running is not None and running.is_active:
+        return running
+    folder = store.home / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{KIND}-{uuid.uuid4().hex[:12]}.json"  # the form's config, as a file
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+    os.replace(temp, path)
+    argv = python_core("batch-find", "--config", str(path), "--max-batch", str(int(max_batch)))
+    return submit(store, subject, KIND, argv, key=key)
 
 
 def _one_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:

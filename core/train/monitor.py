@@ -6,10 +6,11 @@ utilisation, memory used/total, temperature, power. A machine without NVML or a 
 no ``gpu*`` keys; a reading a GPU does not support is left out; nothing here raises into training.
 
 ``ResourceMonitor`` samples on a daemon thread every few seconds (a long step or a validation pass
-still gets samples) and the training thread writes what was sampled to the store when a batch
-ends, so the store is only ever touched from one thread. Keys: ``sys/cpu_percent``,
-``sys/ram_mb``, ``gpu{i}/util``, ``gpu{i}/mem_used_mb``, ``gpu{i}/mem_total_mb``,
-``gpu{i}/temp_c``, ``gpu{i}/power_w``, at the optimizer step the sample was taken at.
+still gets samples) and the training thread writes what was sampled to the store (and hands it
+to the MLflow / TensorBoard sinks) when a batch ends, so the store is only ever touched from one
+thread. Keys: ``sys/cpu_percent``, ``sys/ram_mb``, ``gpu{i}/util``, ``gpu{i}/mem_used_mb``,
+``gpu{i}/mem_total_mb``, ``gpu{i}/temp_c``, ``gpu{i}/power_w``, at the optimizer step the sample
+was taken at.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core.train.callbacks import Callback
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from core.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
+Row = tuple[int, str, float]  # (step, key, value)
 STARVED_SHARE = 0.3  # of the epoch's training time spent waiting for batches
 MIN_EPOCH_S = 1.0  # shorter epochs are too noisy to judge
 
@@ -110,11 +113,18 @@ def _gpu_reading(i: int, handle: Any) -> dict[str, float]:
 
 
 class ResourceMonitor(Callback):
-    """Samples every ``every_s`` seconds on a thread; the training thread stores the samples."""
+    """Samples every ``every_s`` seconds on a thread; the training thread stores the samples.
+
+    One reading per optimizer step, the latest (a long validation pass is sampled several times
+    at one step), written once that step is over: the store, which keeps one row per (step,
+    key), and the ``listeners`` (the MLflow / TensorBoard sinks, which would keep every row)
+    then hold the same values.
+    """
 
     def __init__(self, store: Store, run_id: str, every_s: float = 5.0):
         self.store, self.run_id, self.every_s = store, run_id, every_s
-        self._samples: list[tuple[int, str, float]] = []
+        self.listeners: list[Callable[[list[Row]], None]] = []
+        self._samples: dict[int, dict[str, float]] = {}  # step -> its latest reading
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,31 +156,41 @@ class ResourceMonitor(Callback):
             trainer = self._trainer() if self._trainer else None
             if trainer is None:
                 return
-            step = trainer.step
+            with self._lock:  # the step is read under the lock: see _write
+                self._samples[trainer.step] = values
             del trainer
-            with self._lock:
-                self._samples.extend((step, k, v) for k, v in values.items())
             if self._stop.wait(self.every_s):
                 return
 
     def on_batch_end(self, trainer: Trainer, step: int, loss: float | None) -> None:
-        if self._samples:  # a list's truth is one read: cheap enough for every batch
-            self._write()
+        if self._samples:  # a dict's truth is one read: cheap enough for every batch
+            self._write(trainer.step)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self._write()
+        self._write(trainer.step)
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        self.drain()
+
+    def drain(self) -> None:
+        """Stop sampling and write every reading held (idempotent: a sink that ends before
+        this callback calls it first)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._write()
+        self._write(None)
 
-    def _write(self) -> None:
+    def _write(self, current: int | None) -> None:
+        """Write the readings of the steps before ``current`` (None: all). The sampler reads
+        the step under the lock, so no reading of a written step can come after this."""
         with self._lock:
-            rows, self._samples = self._samples, []
+            done = [s for s in self._samples if current is None or s < current]
+            readings = [(s, self._samples.pop(s)) for s in sorted(done)]
+        rows = [(s, k, v) for s, values in readings for k, v in values.items()]
         if rows:
             self.store.log_metrics(self.run_id, rows)
+            for listener in self.listeners:
+                listener(rows)
 
 
 def _exists(pid: int) -> bool:

@@ -64,6 +64,9 @@ def execute_run(ws: Workspace, run_id: str, resume: bool = False,
             device = str(trainer.device) if trainer is not None else None
             exc = OutOfMemory(out_of_memory_message(config, device))
         summary = _record_failure(store, run_id, exc, info.is_main, resume and not started)
+        if trainer is not None:  # its MLflow / TensorBoard runs end too, not left RUNNING
+            from core.train.sinks import end_sinks
+            end_sinks(trainer.callbacks, summary["status"])
     else:
         if info.is_main:
             store.update_run(run_id, summary=summary, best_metric=summary["best"])

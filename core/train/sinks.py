@@ -6,7 +6,10 @@ official clients do the writing (``mlflow.tracking.MlflowClient`` of mlflow-skin
 ``torch.utils.tensorboard.SummaryWriter``). A sink that fails (server down, disk full) logs one
 warning, records a warning event on the run and goes quiet: it never fails or stalls the run.
 Metrics are sent in batches (at most every ``every_s`` seconds, and at each epoch end), so a
-slow tracking server costs one request per batch, not one per step.
+slow tracking server costs one request per batch, not one per step. The resource monitor's
+readings (``sys/*``, ``gpu*/*``) go out with the metrics. A tracker run ends as its run does:
+FINISHED, KILLED (cancelled, interrupted) or FAILED, also when the run ends by an exception
+(``end_sinks``); only a killed process (``kill -9``) leaves it RUNNING until a resume.
 
 ``export_run`` sends a finished run from the store to a tracker the same way.
 """
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from core.config import RunConfig
 from core.errors import InvalidConfig, UserError
 from core.train.callbacks import Callback
+from core.train.monitor import ResourceMonitor
 
 if TYPE_CHECKING:
     from core.runs.store import Store
@@ -36,6 +40,10 @@ OFF = "off"
 SETTING = "tracker.{}"  # workspace setting keys: tracker.mlflow, tracker.tensorboard
 EXPERIMENT = "lab2market"  # MLflow experiment, unless $MLFLOW_EXPERIMENT_NAME names another
 RUN_TAG = "lab2market.run_id"
+# A run's end as an MLflow run status; anything else (failed) is FAILED. An interrupted run can
+# be resumed: its MLflow run (found by its tag) is set RUNNING again then.
+MLFLOW_STATUS = {"completed": "FINISHED", "cancelled": "KILLED", "interrupted": "KILLED",
+                 "pruned": "KILLED"}
 MAX_GRAPH_PARAMS = 5_000_000  # a bigger model's graph trace costs more than it shows
 Row = tuple[int, str, float]  # (step, key, value)
 
@@ -51,11 +59,20 @@ def resolve_target(store: Store, config: RunConfig, tracker: str) -> str | None:
     return None if not value or value == OFF else value
 
 
-def set_workspace_target(store: Store, tracker: str, value: str) -> None:
-    """Every run of the workspace logs to ``value`` unless it says otherwise (``off``: none)."""
+def check_target(tracker: str, value: str) -> str:
+    """``value`` as stored (empty: ``off``), checked by the run config's own rule."""
     if tracker not in TRACKERS:
         raise InvalidConfig(f"Unknown tracker {tracker!r}: {', '.join(TRACKERS)}.")
-    store.set_setting(SETTING.format(tracker), value.strip() or OFF)
+    value = value.strip() or OFF
+    probe = RunConfig()  # one copy of the rule: an MLflow URI, not a bare path
+    setattr(probe.train, tracker, value)
+    probe.validate()
+    return value
+
+
+def set_workspace_target(store: Store, tracker: str, value: str) -> None:
+    """Every run of the workspace logs to ``value`` unless it says otherwise (``off``: none)."""
+    store.set_setting(SETTING.format(tracker), check_target(tracker, value))
 
 
 # -- the writers ---------------------------------------------------------------------------------
@@ -106,9 +123,8 @@ class MlflowWriter:
         for path, folder in files:
             self.client.log_artifact(self.mlflow_run, str(path), folder)
 
-    def finish(self, status: str) -> None:
-        state = {"completed": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
-        self.client.set_terminated(self.mlflow_run, state)
+    def finish(self, status: str, final: dict[str, float] | None = None) -> None:
+        self.client.set_terminated(self.mlflow_run, MLFLOW_STATUS.get(status, "FAILED"))
 
 
 class TensorBoardWriter:
@@ -165,8 +181,14 @@ class TrackerSink(Callback):
         self._pending: list[Row] = []
         self._last = 0.0
         self.failed = False
+        self._monitors: list[ResourceMonitor] = []
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        # The machine's readings (sys/*, gpu*/*) reach the tracker as they reach the store.
+        self._monitors = [cb for cb in trainer.callbacks if isinstance(cb, ResourceMonitor)]
+        for monitor in self._monitors:
+            monitor.listeners.append(self._add)
+
         def start() -> None:
             run = self.store.get_run(self.run_id)
             self.writer = WRITERS[self.tracker](self.target, self.run_id, self.store.home)
@@ -195,13 +217,28 @@ class TrackerSink(Callback):
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         if self.failed:
             return
+        for monitor in self._monitors:  # its last readings, before the tracker run ends
+            monitor.drain()
         self._flush()
         files = run_files(trainer.run_dir)
         self._guard(lambda: self.writer.artifacts(files))
-        if self.tracker == "tensorboard":
-            self._guard(lambda: self.writer.finish(summary["status"], summary.get("final")))
-        else:
-            self._guard(lambda: self.writer.finish(summary["status"]))
+        self._end(summary["status"], summary.get("final"))
+
+    def end_after_failure(self, status: str) -> None:
+        """The run ended by an exception (no ``on_fit_end``): what is pending goes out and the
+        tracker run ends ``status`` (FAILED, or KILLED for a resumable one), not RUNNING."""
+        if self.writer is None or self.failed:
+            return
+        self._flush()
+        self._end(status, None)
+
+    def _add(self, rows: list[Row]) -> None:
+        if not self.failed:
+            self._pending.extend(rows)
+
+    def _end(self, status: str, final: dict[str, float] | None) -> None:
+        self._guard(lambda: self.writer.finish(status, final))
+        self.writer = None  # ended once: a second end is a no-op
 
     def _flush(self) -> None:
         rows, self._pending = self._pending, []
@@ -223,6 +260,13 @@ class TrackerSink(Callback):
                 self.store.add_event(self.run_id, "sink", message, level="warning")
             except Exception:  # noqa: BLE001 - the warning is in the log already
                 pass
+
+
+def end_sinks(callbacks: Iterable[Callback], status: str) -> None:
+    """End the tracker runs of a run that failed (or was interrupted) by an exception."""
+    for callback in callbacks:
+        if isinstance(callback, TrackerSink):
+            callback.end_after_failure(status)
 
 
 def build_sinks(ws: Workspace, run_id: str, config: RunConfig) -> list[Callback]:
@@ -316,10 +360,7 @@ def export_run(ws: Workspace, run_id: str, tracker: str, target: str) -> dict[st
                      resume=False, name=run.name)
         writer.log(rows)
         writer.artifacts(files)
-        if tracker == "tensorboard":
-            writer.finish(run.status, run.summary.get("final"))
-        else:
-            writer.finish(run.status)
+        writer.finish(run.status, run.summary.get("final"))
     except Exception as exc:  # noqa: BLE001 - the tracker's own error, as one line
         raise UserError(f"Could not export {run_id} to {tracker} at {target}: "
                         f"{_one_line(exc)}") from None

@@ -126,8 +126,8 @@ def image_findings(dataset: Dataset, scan: ImageScan) -> list[dict[str, Any]]:
     near = _near_groups(scan, exact)
     found = [
         _undecodable(scan, classes),
-        _exact_finding(scan, classes, exact),
-        _near_finding(scan, classes, near),
+        _copies_finding("exact", scan, classes, exact),
+        _copies_finding("near", scan, classes, near),
         _cross_split(scan, classes, exact + near),
         _flat(scan, classes),
         _off_size(scan, classes),
@@ -182,31 +182,32 @@ def _undecodable(scan: ImageScan, classes: list[str]) -> dict[str, Any] | None:
                    fix=fix_args("--remove", "undecodable", label="Remove them"))
 
 
-def _exact_finding(scan: ImageScan, classes: list[str], groups: list[list[int]]
-                   ) -> dict[str, Any] | None:
+# The two kinds of copies: (check, title, what the copies are, fix kind, fix label).
+_COPIES = {
+    "exact": ("exact_duplicates", "exact duplicate(s)",
+              "image(s) are stored more than once ({extra} extra copies, byte for byte): they "
+              "weigh double in training.", "exact-duplicates", "Keep one copy of each"),
+    "near": ("near_duplicates", "near-duplicate(s)",
+             "picture(s) appear as several files that differ only by size, compression or "
+             f"small edits (perceptual hashes within {NEAR_BITS} of {HASH_SIZE ** 2} bits, "
+             f"thumbnails within {NEAR_PIXELS:.0f} grey levels).", "near-duplicates",
+             "Keep one of each"),
+}
+
+
+def _copies_finding(kind: str, scan: ImageScan, classes: list[str], groups: list[list[int]]
+                    ) -> dict[str, Any] | None:
+    """Exact or near copies within the dataset (``kind``: a key of ``_COPIES``)."""
     if not groups:
         return None
+    check, title, what, removal, label = _COPIES[kind]
     extra = sum(len(g) - 1 for g in groups)
     mixed = sum(len({scan.labels[k] for k in g}) > 1 for g in groups)
     labels = f" {mixed} group(s) carry different labels for the same image." if mixed else ""
-    return finding("exact_duplicates", "warning", f"{extra} exact duplicate(s)",
-                   f"{len(groups)} image(s) are stored more than once ({extra} extra copies, "
-                   f"byte for byte): they weigh double in training.{labels}",
+    return finding(check, "warning", f"{extra} {title}",
+                   f"{len(groups)} {what.format(extra=extra)}{labels}",
                    [_group(scan, g, classes) for g in groups], count=extra,
-                   fix=fix_args("--remove", "exact-duplicates", label="Keep one copy of each"))
-
-
-def _near_finding(scan: ImageScan, classes: list[str], groups: list[list[int]]
-                  ) -> dict[str, Any] | None:
-    if not groups:
-        return None
-    extra = sum(len(g) - 1 for g in groups)
-    return finding("near_duplicates", "warning", f"{extra} near-duplicate(s)",
-                   f"{len(groups)} picture(s) appear as several files that differ only by "
-                   f"size, compression or small edits (perceptual hashes within {NEAR_BITS} of "
-                   f"{HASH_SIZE ** 2} bits, thumbnails within {NEAR_PIXELS:.0f} grey levels).",
-                   [_group(scan, g, classes) for g in groups], count=extra,
-                   fix=fix_args("--remove", "near-duplicates", label="Keep one of each"))
+                   fix=fix_args("--remove", removal, label=label))
 
 
 def _cross_split(scan: ImageScan, classes: list[str], groups: list[list[int]]
