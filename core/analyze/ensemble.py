@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from functools import reduce
@@ -32,6 +31,7 @@ import numpy as np
 
 from core.analyze import combiners
 from core.analyze import evaluate as ev
+from core.atomic import write_atomic
 from core.checkpoint import checkpoint_signature
 from core.errors import InvalidConfig, InvalidRunState
 
@@ -84,20 +84,9 @@ def read_combiner(ws: Workspace, run_id: str) -> dict[str, Any]:
 def write_combiner(ws: Workspace, run_id: str, combiner: dict[str, Any]) -> Path:
     """Atomically (temp file in the same folder, then ``os.replace``): a reader sees the old
     combiner or the new one, never half of one."""
-    path = combiner_path(ws, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ensemble-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(combiner, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(combiner_path(ws, run_id),
+                        lambda out: json.dump(combiner, out, indent=2), mode="w",
+                        prefix=".ensemble-", suffix=".json")
 
 
 # -- creating and fitting -------------------------------------------------------------------------

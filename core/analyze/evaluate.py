@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.atomic import write_atomic
 from core.checkpoint import checkpoint_signature
 from core.errors import CheckpointDamaged, InvalidConfig, InvalidImage, InvalidRunState
 
@@ -127,21 +126,12 @@ def write_predictions(preds: Predictions, path: str | Path) -> Path:
             "dataset": preds.dataset, "classes": list(preds.classes),
             "signature": preds.signature, "checkpoint": preds.checkpoint,
             "seconds": preds.seconds, "created_at": preds.created_at or time.time()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, meta=np.array(json.dumps(meta)), ids=np.asarray(preds.ids, dtype=str),
-                     index=preds.index.astype(np.int64), y_true=preds.y_true.astype(np.int64),
-                     logits=preds.logits.astype(np.float32),
-                     probs=preds.probs.astype(np.float64),
-                     skipped=np.asarray(preds.skipped, dtype=np.int64))
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the folder decides who reads it
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda out: np.savez(
+        out, meta=np.array(json.dumps(meta)), ids=np.asarray(preds.ids, dtype=str),
+        index=preds.index.astype(np.int64), y_true=preds.y_true.astype(np.int64),
+        logits=preds.logits.astype(np.float32), probs=preds.probs.astype(np.float64),
+        skipped=np.asarray(preds.skipped, dtype=np.int64)),
+        prefix=f".{path.stem}-", suffix=".npz")
     preds.path = path
     return path
 

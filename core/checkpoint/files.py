@@ -20,11 +20,11 @@ import logging
 import os
 import pickle
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.atomic import temp_beside, write_atomic
 from core.checkpoint.damage import damaged, describe_path, last_line, load_error
 from core.deploy.runtime.manifest import sha256_file
 from core.errors import CheckpointDamaged, WeightsNotFound
@@ -77,34 +77,20 @@ def save_checkpoint(state: dict[str, Any], path: Path, copies: tuple[Path, ...] 
 def _write_temp(state: dict[str, Any], path: Path) -> Path:
     import torch
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            try:
-                torch.save(state, fh)
-            except RuntimeError as exc:
-                if isinstance(exc.__context__, OSError):  # e.g. ENOSPC inside the zip writer
-                    raise exc.__context__ from None
-                raise
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    with temp_beside(path) as (fh, tmp):
+        try:
+            torch.save(state, fh)
+        except RuntimeError as exc:
+            if isinstance(exc.__context__, OSError):  # e.g. ENOSPC inside the zip writer
+                raise exc.__context__ from None
+            raise
+    return tmp
 
 
 def _copy_temp(src: Path, dst: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with open(src, "rb") as source, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, _CHUNK)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    with temp_beside(dst) as (out, tmp), open(src, "rb") as source:
+        shutil.copyfileobj(source, out, _CHUNK)
+    return tmp
 
 
 def _install(tmp: Path, path: Path, digest: str) -> None:
@@ -119,18 +105,8 @@ def _install(tmp: Path, path: Path, digest: str) -> None:
 
 
 def _write_checksums(path: Path, digests: list[str]) -> None:
-    target = checksum_path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.writelines(f"{d}  {path.name}\n" for d in digests)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the folder decides who reads it
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(checksum_path(path),
+                 lambda fh: fh.writelines(f"{d}  {path.name}\n" for d in digests), mode="w")
 
 
 def remove_temp_files(folder: Path) -> list[Path]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from core.atomic import write_atomic
 from core.checkpoint import checkpoint_signature, run_checkpoint
 from core.progress import ProgressFn
 from core.runs.records import Run
@@ -255,13 +255,4 @@ def _latency(by_name: dict[str, dict[str, Any]], run_id: str) -> dict[str, Any]:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a reader never sees half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(payload, out, indent=1, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda out: json.dump(payload, out, indent=1, default=str), mode="w")
