@@ -122,3 +122,31 @@ def add_group(sub: Any, name: str, help: str) -> Any:
     """A sub-command with sub-commands of its own (``datasets list``); returns their ``sub``."""
     parser = sub.add_parser(name, parents=[_common()], help=help, description=help)
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tuple],
+               on_interrupt: Callable[[], Any], interval: float = 0.3) -> Any:
+    """Wait until run ``run_id`` (a training, a CV parent, a study) ends, with one progress bar
+    on stderr: ``describe(run)`` gives its (text, total or None, done). Each pass reconciles, so
+    the queue moves on and a parent's status is written from its children. Returns the ended
+    run; Ctrl-C calls ``on_interrupt`` (a cancel) and returns what it returns."""
+    import sys
+    import time
+
+    from tqdm import tqdm
+
+    from core.runs import TERMINAL, reconcile
+
+    with tqdm(desc=run_id, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+        try:
+            while True:
+                reconcile(store)
+                run = store.get_run(run_id)
+                text, bar.total, bar.n = describe(run)
+                bar.set_description(f"{run_id} {text}")
+                bar.refresh()
+                if run.status in TERMINAL:
+                    return run
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return on_interrupt()

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
-from core.cli.base import Result, add_command, command
+from core.cli.base import Result, add_command, command, follow_run
 from core.config import RunConfig
-from core.runs import reconcile
 from core.runs.records import TERMINAL
 from core.workspace import Workspace
 
@@ -62,27 +60,16 @@ def train_cv(ws: Workspace, config: RunConfig, name: str, detach: bool) -> Resul
 def follow_cv(ws: Workspace, parent_id: str) -> None:
     """Wait until every fold has ended, with one progress bar over all of them; Ctrl-C
     cancels the cross-validation (its active folds)."""
-    from tqdm import tqdm
-
     from core.runs import cancel
     from core.runs.cv import fold_runs
 
     store = ws.store
-    with tqdm(desc=parent_id, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
-        try:
-            while True:
-                reconcile(store)  # also writes the parent's status from its folds
-                parent = store.get_run(parent_id)
-                folds = fold_runs(store, parent_id)
-                ended = sum(f.status in TERMINAL for f in folds)
-                bar.set_description(f"{parent_id} {ended}/{len(folds)} folds ended")
-                bar.total, bar.n = parent.total_steps or None, parent.step
-                bar.refresh()
-                if parent.status in TERMINAL:
-                    return
-                time.sleep(0.3)
-        except KeyboardInterrupt:
-            cancel(store, parent_id)
+
+    def describe(parent: Any) -> tuple[str, int | None, int]:
+        folds = fold_runs(store, parent_id)
+        ended = sum(f.status in TERMINAL for f in folds)
+        return f"{ended}/{len(folds)} folds ended", parent.total_steps or None, parent.step
+    follow_run(store, parent_id, "step", describe, lambda: cancel(store, parent_id))
 
 
 def cv_result(ws: Workspace, parent_id: str) -> Result:

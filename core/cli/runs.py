@@ -4,15 +4,13 @@ the body of a background training job), plus the run helpers ``train`` shares.""
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Any
 
 from core import runs
-from core.cli.base import Result, add_command, command
+from core.cli.base import Result, add_command, command, follow_run
 from core.errors import InvalidConfig, InvalidName
 from core.runs import reconcile
-from core.runs.records import TERMINAL, Job, Run
+from core.runs.records import Job, Run
 from core.runs.store import Store
 from core.workspace import is_valid_name
 
@@ -205,24 +203,9 @@ def follow(store: Store, run_id: str) -> Run:
     Blocking ``train`` and ``resume`` go through the same queue as everything else, so a
     terminal cannot start a training the workspace's cap does not allow.
     """
-    from tqdm import tqdm
-
-    with tqdm(desc=run_id, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
-        try:
-            while True:
-                reconcile(store)
-                run = store.get_run(run_id)
-                if run.status == "queued":
-                    bar.set_description(f"{run_id} (queued)")
-                else:
-                    bar.set_description(f"{run_id} epoch {run.epoch}/{run.total_epochs}")
-                bar.total, bar.n = run.total_steps or None, run.step
-                bar.refresh()
-                if run.status in TERMINAL:
-                    return run
-                time.sleep(0.3)
-        except KeyboardInterrupt:
-            return runs.cancel(store, run_id)
+    return follow_run(store, run_id, "step", lambda run: (
+        "(queued)" if run.status == "queued" else f"epoch {run.epoch}/{run.total_epochs}",
+        run.total_steps or None, run.step), lambda: runs.cancel(store, run_id))
 
 
 def report(run: Run) -> Result:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from core.cli.base import Result, add_command, command, progress
+from core.cli.base import Result, add_command, command, follow_run, progress
 from core.cli.flags import add_config_flags, config_from_args
 from core.errors import InvalidConfig
 from core.runs import reconcile
-from core.runs.records import TERMINAL
 from core.tune.space import KINDS
 from core.tune.spec import EPOCH_METRICS, MODEL_METRICS, PRUNERS, SAMPLERS
 from core.workspace import Workspace
@@ -101,23 +99,12 @@ def tune(args: argparse.Namespace) -> Result:
 def follow_study(ws: Workspace, study_id: str) -> None:
     """Wait for the study to end, one bar over its trials; Ctrl-C cancels it (its trials keep
     their checkpoints: ``resume`` continues)."""
-    from tqdm import tqdm
-
     from core.tune import cancel_study
 
-    store = ws.store
-    with tqdm(desc=study_id, unit="trial", file=sys.stderr, dynamic_ncols=True) as bar:
-        try:
-            while True:
-                reconcile(store)  # also writes the study's status from its driver
-                study = store.get_run(study_id)
-                bar.total, bar.n = study.total_epochs or None, study.epoch
-                bar.set_description(f"{study_id} {study.status}")
-                if study.status in TERMINAL:
-                    return
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            cancel_study(store, study_id)
+    store = ws.store  # a study's epoch counts its ended trials, its total its budget
+    follow_run(store, study_id, "trial", lambda study: (
+        study.status, study.total_epochs or None, study.epoch),
+        lambda: cancel_study(store, study_id), interval=0.5)
 
 
 def study_result(ws: Workspace, study_id: str) -> Result:
