@@ -20,6 +20,15 @@ same method on a randomised copy of the model (the sanity check) and the deletio
 Prints one JSON object.
 
     python benchmarks/explain_latency.py [--steps 16 --lime-samples 64 --shap-samples 16]
+
+``--warm-path`` measures instead what the Explain page's click costs end to end (the whole
+explanation with its sanity check and deletion curve, stored), on real runs trained here: digits
+(small CNN) and ResNet-18 at 224 px (one epoch on a small folder of generated shapes). *Cold*: a
+fresh interpreter that has what the dashboard has imported (not torch), from the click: import
+torch, load the run, explain. *Warm*: the model already loaded and used (``st.cache_resource``),
+a new image; the median of ``--warm-rounds`` images per light method. Side by side in the same
+run: one background job's process alone (``python -m core explain``, without the queue and the
+page's polling, so a lower bound of the job path), and the CLI finding a cached result.
 """
 
 from __future__ import annotations
@@ -123,9 +132,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--no-end-to-end", action="store_true",
                         help="skip the method + sanity check + deletion curve rows")
+    parser.add_argument("--warm-path", action="store_true",
+                        help="time the Explain page's click instead (cold vs warm, real runs)")
+    parser.add_argument("--warm-rounds", type=int, default=3,
+                        help="new images timed per method on the warm path")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.warm_path:
+        from explain_warm import warm_path_report
+
+        print(json.dumps(warm_path_report(args.warm_rounds), indent=2))
+        return
     run = fake_run()
     images, _, _ = generate_shapes(n=1, size=SIZE, seed=0)
     image = images[0]

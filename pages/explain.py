@@ -1,9 +1,11 @@
 """Explain: why does the model predict what it predicts for *this* input?
 
 Pick an input (a test-split example, an upload, or the sample sent from Evaluate), a target class
-and the methods; each method runs as a background job (its progress drawn here) and its result
-is read back from the run's explanation cache, side by side with its trust checks. This page
-never loads torch: it saves the input, launches ``python -m core explain`` and reads arrays.
+and the methods. A light method (Grad-CAM, IG, SHAP at their default budgets: the rule of
+``core.explain.light``) is computed here with the dashboard's warm model, its map drawn as soon as
+it exists; a heavy one (image LIME, larger budgets) runs as a background job, its progress drawn
+here. Both store the same result in the run's explanation cache, read back side by side with its
+trust checks. This page imports no torch itself: ``ui.explain_views`` loads the model on demand.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ui import state
 from ui.explain_cards import sharp_preview
 from ui.explain_views import (
     describe_prediction,
+    explain_here,
+    explains_here,
     png_bytes,
     render_results_side_by_side,
     run_dataset_info,
@@ -122,7 +126,8 @@ def pick_methods(info) -> tuple[list[str], dict[str, dict]]:
     params: dict[str, dict] = {m: {} for m in specs}
     with st.expander("Compute budget"):
         for (method, key), (label, low, high, step) in BUDGET.items():
-            if method in specs and method in methods:
+            # (tabular LIME has no superpixels)
+            if method in methods and key in specs[method].defaults:
                 default = int(specs[method].defaults[key])
                 params[method][key] = int(st.number_input(
                     label, low, high, default, step, key=f"explain_{method}_{key}"))
@@ -153,15 +158,24 @@ def render_explanations(s, run, info, saved) -> None:
     found = {m: find_results(state.workspace(), run, sha, m, params[m], target)
              for m in methods} if target is not None else {m: None for m in methods}
     missing = [m for m in methods if found[m] is None]
-    key = job_key(sha, choice, missing, {m: params[m] for m in missing})
-    job = s.latest_job(run.id, "explain", key)
+    here = [m for m in missing if explains_here(run, info, m, params[m])]
+    queued = [m for m in missing if m not in here]
+    key = job_key(sha, choice, queued, {m: params[m] for m in queued})
+    job = s.latest_job(run.id, "explain", key) if queued else None
     busy = job is not None and job.is_active
     if st.button("Explain", key="explain_run", type="primary", icon=":material/psychology:",
-                 disabled=not missing or busy):
-        launchers.start_explain(s, run.id, path, missing, target=choice if choice >= 0 else None,
-                             params={m: params[m] for m in missing}, key=key)
-        st.rerun()
-    if missing and job is not None:
+                 disabled=not missing or (busy and not here)):
+        wanted = choice if choice >= 0 else None
+        if queued and not busy:
+            job = launchers.start_explain(s, run.id, path, queued, target=wanted,
+                                          params={m: params[m] for m in queued}, key=key)
+        if not here or explain_here(run, path, here, wanted, params):
+            st.rerun()
+    if queued and here:
+        names = {spec.name: spec.display_name for spec in list_explainers(info.modality)}
+        st.caption(f"{', '.join(names[m] for m in queued)}: a background job (too heavy to "
+                   f"compute here); {', '.join(names[m] for m in here)}: computed here.")
+    if queued and job is not None:
         watch(job, "Explaining")
     render_results_side_by_side([r for rs in found.values() if rs for r in rs],
                                 "explain_result")

@@ -1,5 +1,5 @@
 """End to end in a real browser: upload an image on Predict and see its top-k, then open Explain
-and see a Grad-CAM overlay computed by a real background task. Nothing is patched.
+and see a Grad-CAM overlay computed by the dashboard's warm model. Nothing is patched.
 
 Playwright drives the system Chromium against ``streamlit run app.py`` on a free loopback port
 over a workspace holding one small digits run.
@@ -59,5 +59,5 @@ def test_predict_an_upload_then_see_its_grad_cam(trained, page, artifacts) -> No
         page.screenshot(path=str(artifacts / "explain_gradcam.png"))
     from core.runs.store import Store
 
-    task = Store(home).latest_job(run_id, "explain")
-    assert task is not None and task.status == "completed", task and task.error
+    with Store(home) as store:  # Grad-CAM is light: the page computed it, no job
+        assert store.latest_job(run_id, "explain") is None

@@ -1,7 +1,8 @@
 """AppTest for the Predict and Explain pages, over real trained runs (trained once per module).
 
-The pages run in-process against a workspace of their own; the Explain page launches a real
-background task (``python -m core explain``), awaited with a bound, and reads its cached result.
+The pages run in-process against a workspace of their own; the Explain page computes Grad-CAM
+with its warm model and reads the cached result (tests/test_page_explain_warm.py covers the
+background job of a heavy method).
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from conftest import assert_clean, frame_with, run_python, train_run, wait_for
+from conftest import assert_clean, frame_with, run_python, train_run
 from conftest import open_page as open_routed
 from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset
-from core.runs.store import Store
 from core.workspace import Workspace
 
 TIMEOUT = 120
@@ -49,12 +49,6 @@ def png(index: int, ws: Workspace) -> bytes:
 
 def charts(at: AppTest) -> list[str]:
     return [c.key or "" for c in at.get("plotly_chart")] if hasattr(at, "get") else []
-
-
-def wait_task(store: Store, run_id: str, timeout: float = 120.0):
-    return wait_for(lambda: (t := store.latest_job(run_id, "explain")) is not None
-                    and not t.is_active and t, timeout=timeout, interval=0.25,
-                    message="the explain task")
 
 
 @pytest.mark.parametrize("name", ["predict", "explain"])
@@ -129,11 +123,7 @@ def test_explain_page_explains_the_sample_sent_from_evaluate(env):
     assert at.session_state["active_run"] == digits
     assert at.number_input(key="explain_index").value == 4
     assert at.multiselect(key="explain_methods").value == ["gradcam"]
-    at.button(key="explain_run").click().run()
-    assert_clean(at)
-    task = wait_task(ws.store, digits)
-    assert task.status == "completed", task.error
-    at.run()
+    at.button(key="explain_run").click().run()  # Grad-CAM: computed by the page itself
     assert_clean(at)
     assert "explain_result_gradcam_overlay" in charts(at)
     assert "explain_result_gradcam_deletion" in charts(at)

@@ -50,18 +50,8 @@ def render_grid(results: list[Explanation], keys: list[str], opacity: float) -> 
 
 def render_card(result: Explanation, key: str, opacity: float) -> None:
     """One method's result: title, overlay (or feature bars), flat-map warning, trust badge."""
-    from ui.explain_views import render_tabular
-
     with st.container(border=True, key=key):
-        st.markdown(f"**{plain(result.display_name)}**",
-                    help=f"Target class: {result.target_label}; run {result.run_id}")
-        if result.modality == "image":
-            fig = plots.overlay_figure(result.image, result.map,
-                                       signed=result.method != "gradcam", opacity=opacity,
-                                       height=OVERLAY_HEIGHT)
-            st.plotly_chart(fig, key=f"{key}_overlay", config={"displayModeBar": False})
-        else:
-            render_tabular(result, key)
+        render_map(result, key, opacity)
         if is_flat(result.map):
             st.warning("This explanation carries no information: its map is one constant "
                        "value, so it ranks no input above another.",
@@ -71,6 +61,37 @@ def render_card(result: Explanation, key: str, opacity: float) -> None:
             render_superpixels(result, key)
         st.caption(f"computed in {result.seconds:.1f} s (method + trust checks) · "
                    f"target *{plain(result.target_label)}*")
+
+
+def render_map(result: Explanation, key: str, opacity: float) -> None:
+    """The card's title and its map: the overlay on the image, or the feature bars."""
+    from ui.explain_views import render_tabular
+
+    st.markdown(f"**{plain(result.display_name)}**",
+                help=f"Target class: {result.target_label}; run {result.run_id}")
+    if result.modality == "image":
+        fig = plots.overlay_figure(result.image, result.map, signed=result.method != "gradcam",
+                                   opacity=opacity, height=OVERLAY_HEIGHT)
+        st.plotly_chart(fig, key=f"{key}_overlay", config={"displayModeBar": False})
+    else:
+        render_tabular(result, key)
+
+
+def preview_slots(count: int) -> list[Any]:
+    """``count`` empty cards laid out as ``render_grid`` lays out results."""
+    slots: list[Any] = []
+    for start in range(0, count, COLUMNS):
+        slots += st.columns(COLUMNS)[:count - start]
+    return [slot.empty() for slot in slots]
+
+
+def render_preview(slot: Any, result: Explanation, key: str, opacity: float) -> None:
+    """A map drawn as soon as it exists, while its trust checks still run (``slot``: one of
+    ``preview_slots``); the finished card replaces it."""
+    with slot.container(border=True, key=key):
+        render_map(result, key, opacity)
+        st.caption("Checking it: the same method on a randomised copy of the model, then the "
+                   "deletion curve...")
 
 
 def render_trust_badge(result: Explanation, key: str) -> None:

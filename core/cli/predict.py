@@ -68,14 +68,18 @@ def predict(args: argparse.Namespace) -> Result:
 def explain(args: argparse.Namespace) -> Result:
     from core.explain.ensemble import explain as explain_any
     from core.explain.runner import explain_summary, read_input
-    from core.models.loaded import load_run
 
-    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    methods = ["shap"] if args.summary else [m.strip() for m in args.method.split(",")
+                                             if m.strip()]  # a summary is SHAP's
     if args.out and len(methods) != 1:
         raise InvalidConfig("--out saves one method's attributions: give one --method.")
     if not args.summary and not args.file:
         raise InvalidConfig("Give the FILE to explain (or --summary for a tabular run).")
     params = _params(args, _modality(args), methods)  # a typo fails before torch loads
+    if not args.no_cache and (hit := _cached(args, methods, params)):
+        return _report(args, hit)  # read back without torch: no model load, no prediction
+    from core.models.loaded import load_run
+
     loaded = load_run(args.ws, args.run)
     if args.summary:
         with progress(args, "SHAP summary") as bar:
@@ -90,6 +94,17 @@ def explain(args: argparse.Namespace) -> Result:
                                    args.target, params[method], bar, not args.no_cache,
                                    args.member)
     return _report(args, results)
+
+
+def _cached(args: argparse.Namespace, methods: list[str], params: dict[str, dict]
+            ) -> list | None:
+    from core.explain.lookup import cached_explanations, cached_summary
+
+    if args.summary:
+        found = cached_summary(args.ws, args.run, args.target or 0, args.rows, params["shap"])
+        return None if found is None else [found]
+    return cached_explanations(args.ws, args.run, args.file, methods, args.target, params,
+                               args.row, args.member)
 
 
 def _modality(args: argparse.Namespace) -> str:

@@ -18,6 +18,7 @@ the ones that look inside one network.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +46,12 @@ def per_member(run_kind: str, method: str) -> bool:
 def explain(loaded: Any, path: str | Path, row: int, x: torch.Tensor, input_sha: str,
             shown: np.ndarray, method: str, target: int | None = None,
             params: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-            use_cache: bool = True, member: str | None = None) -> list[Explanation]:
+            use_cache: bool = True, member: str | None = None,
+            preview: Callable[[Explanation], None] | None = None) -> list[Explanation]:
     """``method``'s explanations of one input (``x``, read by ``read_input`` from ``path``):
     one for a run or for an ensemble's model-agnostic methods, one per member (or for
-    ``member`` only) for an ensemble's ``PER_MEMBER`` methods."""
+    ``member`` only) for an ensemble's ``PER_MEMBER`` methods. ``preview``: see
+    ``core.explain.runner.explain_input`` (a member's map is not previewed)."""
     from core.explain.runner import explain_input
 
     ensemble = is_ensemble(loaded)
@@ -61,7 +64,7 @@ def explain(loaded: Any, path: str | Path, row: int, x: torch.Tensor, input_sha:
         return explain_members(loaded, path, row, x, input_sha, method, target, params,
                                progress, use_cache, member)
     return [explain_input(loaded, x, input_sha, shown, method, target, params, progress,
-                          use_cache)]
+                          use_cache, preview)]
 
 
 def explain_members(ens: EnsembleRun, path: str | Path, row: int, x: torch.Tensor,

@@ -7,7 +7,9 @@ call with the same key reads it back instead of recomputing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +63,16 @@ def check_target(loaded: LoadedRun, target: int | None, probs: np.ndarray) -> in
 
 def explain_input(loaded: LoadedRun, x: torch.Tensor, input_sha: str, shown: np.ndarray,
                   method: str, target: int | None = None, params: dict[str, Any] | None = None,
-                  progress: ProgressFn | None = None, use_cache: bool = True) -> cache.Explanation:
+                  progress: ProgressFn | None = None, use_cache: bool = True,
+                  preview: Callable[[cache.Explanation], None] | None = None
+                  ) -> cache.Explanation:
     """One method's explanation of ``x`` for ``target`` (the predicted class if None), with
-    its sanity check and deletion curve; read from the cache when it is already there."""
+    its sanity check and deletion curve; read from the cache when it is already there.
+
+    ``preview``, if given, gets the result as soon as the map exists, before the trust checks
+    (its ``sanity`` and ``deletion`` still empty): a page can draw the map while they run.
+    Only the finished result is stored.
+    """
     modality = loaded.info.modality
     spec = get_explainer_spec(method, modality)
     params = effective_params(method, modality, params)
@@ -80,11 +89,6 @@ def explain_input(loaded: LoadedRun, x: torch.Tensor, input_sha: str, shown: np.
     started = time.monotonic()
     explainer = create_explainer(method, loaded, **params)
     attributions = explainer.explain(x, target, _phase(progress, 0.0, 0.5, spec.display_name))
-    extras = dict(explainer.extras)
-    sanity, random_attr = sanity_check(explainer, x, target, attributions,
-                                       progress=_phase(progress, 0.5, 0.45, "sanity check"))
-    deletion = deletion_curve(loaded.model, x, signed_map(attributions), target)
-    progress(1000, 1000, "done")
     result = cache.Explanation(
         run_id=loaded.run_id, method=method, modality=modality, display_name=spec.display_name,
         target=target, target_label=loaded.classes[target], params=params, input_sha=input_sha,
@@ -92,11 +96,19 @@ def explain_input(loaded: LoadedRun, x: torch.Tensor, input_sha: str, shown: np.
         attributions=attributions, probs=probs.astype(np.float32),
         image=shown if modality == "image" else None,
         row=shown if modality == "tabular" else None,
-        feature_names=list(loaded.info.feature_names), random_attributions=random_attr,
-        sanity=sanity.to_dict(), deletion={**deletion.to_arrays(), "auc": deletion.auc,
-                                           "random_auc": deletion.random_auc},
-        extras=extras, seconds=round(time.monotonic() - started, 3), created_at=time.time(),
-        key=key)
+        feature_names=list(loaded.info.feature_names), extras=dict(explainer.extras), key=key)
+    if preview is not None:  # drawing it is not the method's time
+        drawn = time.monotonic()
+        preview(result)
+        started += time.monotonic() - drawn
+    sanity, random_attr = sanity_check(explainer, x, target, attributions,
+                                       progress=_phase(progress, 0.5, 0.45, "sanity check"))
+    deletion = deletion_curve(loaded.model, x, signed_map(attributions), target)
+    progress(1000, 1000, "done")
+    result = dataclasses.replace(
+        result, random_attributions=random_attr, sanity=sanity.to_dict(),
+        deletion={**deletion.to_arrays(), "auc": deletion.auc, "random_auc": deletion.random_auc},
+        seconds=round(time.monotonic() - started, 3), created_at=time.time())
     cache.save_explanation(loaded.ws, result)
     return result
 
