@@ -14,14 +14,13 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.atomic import write_atomic
 from core.checkpoint import checkpoint_signature  # noqa: F401  (the pages read it from here)
 from core.deploy.runtime.manifest import sha256_file  # noqa: F401  (one copy: the runtime's)
 
@@ -232,12 +231,4 @@ def _jsonable(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda fh: fh.write(data))
