@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_TIMEOUT = 60  # seconds for an AppTest run: the first one imports pandas, plotly, datasets
 # A warm job parent (core.runs.warm) started by the tests ends soon after the last one.
 os.environ.setdefault("LAB2MARKET_WARM_IDLE_S", "60")
+# Pages are tested for what they import themselves: the dashboard's background preload of torch
+# (core.runs.warm.preload_in_background) is off, except in the test of that preload.
+os.environ.setdefault("LAB2MARKET_PRELOAD", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import signal
 import socket
 from pathlib import Path
 
-from conftest import wait_for
+from conftest import ROOT, run_python, wait_for
 
 from core.runs import cancel, launch
 from core.runs.warm import _address, current_parent, parent_key, prestart
@@ -103,3 +103,16 @@ def _is_warm(pid: int) -> bool:
         return False
 
 
+def test_the_dashboard_preloads_torch_in_the_background(home, monkeypatch):
+    code = (
+        "import sys, time\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({str(ROOT / 'app.py')!r}, default_timeout=60)\n"
+        "at.run()\n"
+        "assert not at.exception, at.exception\n"
+        "deadline = time.monotonic() + 60\n"
+        "while 'captum.attr' not in sys.modules and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "print('torch' in sys.modules and 'captum.attr' in sys.modules)\n")
+    monkeypatch.setenv("LAB2MARKET_PRELOAD", "1")
+    assert run_python(code, home) == "True"

@@ -43,11 +43,12 @@ def legacy_mode_on() -> bool:
 def enter_app() -> None:
     """``app.py``'s first step: the session's shared state, and a mark that it was routed."""
     st.session_state[ROUTED] = True
-    if not st.session_state.get(WARMED):  # once a session: the first Launch starts warm too
-        st.session_state[WARMED] = True
-        from core.runs.warm import prestart
+    if not st.session_state.get(WARMED):  # once a session: the first Launch starts warm too,
+        st.session_state[WARMED] = True  # and the first in-page model finds torch imported
+        from core.runs.warm import preload_in_background, prestart
 
         prestart()
+        preload_in_background()
     _shared_state()
 
 

@@ -54,6 +54,36 @@ PRELOAD = ("torch", "core.cli.main", "core.train.run", "core.tune.callback")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+# -- the dashboard's own process ------------------------------------------------------------------
+
+PRELOAD_ENV = "LAB2MARKET_PRELOAD"  # "0": the dashboard imports torch only when a page needs it
+# Third-party only: they import nothing of the engine, so a page's own imports may wait on a
+# lock this thread holds, never the other way round (no import deadlock).
+DASHBOARD_PRELOAD = ("torch", "captum.attr")
+_preload_started = False
+
+
+def preload_in_background() -> None:
+    """Import torch and captum in a daemon thread of this process (the dashboard's), once, so
+    the first in-page Evaluate, Predict or Explain after a start does not wait 2-3 s for them;
+    the pages themselves stay torch-free and draw at once."""
+    global _preload_started
+    if _preload_started or os.environ.get(PRELOAD_ENV) == "0":
+        return
+    _preload_started = True
+    threading.Thread(target=_preload, name="lab2market-preload", daemon=True).start()
+
+
+def _preload() -> None:
+    import importlib
+
+    for name in DASHBOARD_PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001  (the page imports it again and says why)
+            log.warning("could not preload %s: %s", name, exc)
+
+
 # -- the dispatcher's side ------------------------------------------------------------------------
 
 
