@@ -60,6 +60,9 @@ def text_of(page, selector: str) -> str:
     return loc.first.inner_text() if loc.count() else ""
 
 
+EPOCHS = 30
+
+
 def test_launch_from_train_page_and_watch_the_curve_grow(app, page, artifacts: Path) -> None:
     url, home = app
     page.goto(url)
@@ -67,9 +70,10 @@ def test_launch_from_train_page_and_watch_the_curve_grow(app, page, artifacts: P
     page.locator(".st-key-sidebar_workspace", has_text=str(home)).wait_for()
     page.locator('[data-testid="stSidebarNav"] a[href$="/train"]').click()
     page.locator(".st-key-train_epochs input").wait_for()
-    # 10 epochs of 79 steps: a few seconds on an idle laptop CPU, so the chart updates several
-    # times at its 1 s refresh; much longer on a loaded machine, hence the generous deadline.
-    page.locator(".st-key-train_epochs input").fill("10")
+    # 30 epochs of 79 steps: several seconds on an idle CPU (a warm job starts at once), so the
+    # chart updates several times at its 0.5 s refresh while the run trains; much longer on a
+    # loaded machine, hence the generous deadline.
+    page.locator(".st-key-train_epochs input").fill(str(EPOCHS))
     page.locator(".st-key-train_batch_size input").fill("16")
     page.get_by_role("button", name="Launch").click()
 
@@ -96,7 +100,7 @@ def test_launch_from_train_page_and_watch_the_curve_grow(app, page, artifacts: P
         f"the loss curve did not grow while running: {counts}")
     # The page redraws once the run has ended; read the finished view, not the element that the
     # redraw is about to replace (bounded).
-    expected = 10 * 2 + 70  # train/loss and val/loss per epoch, a step loss every 10 steps
+    expected = EPOCHS * (2 + 7)  # train/loss and val/loss per epoch, a step loss every 10 steps
     final, settle = counts[-1][1], time.monotonic() + 10
     while final < expected and time.monotonic() < settle:
         time.sleep(0.25)
