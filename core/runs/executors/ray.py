@@ -162,9 +162,13 @@ class RayExecutor:
             log.warning("Ray cluster unreachable: %s", exc)
             return None
         except RuntimeError as exc:  # the cluster does not know it (restarted): it is gone
-            if "does not exist" in str(exc):
-                return "FAILED"
-            raise
+            if "does not exist" not in str(exc):
+                raise
+            from core.runs.jobs import START_GRACE_S
+
+            if time.time() - (job.started_at or 0) < START_GRACE_S:
+                return None  # claimed moments ago: its submission may not have reached Ray yet
+            return "FAILED"
 
     def is_alive(self, store: Store, job: Job) -> bool | None:
         status = self.status(store, job)
