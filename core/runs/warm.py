@@ -93,8 +93,7 @@ def spawn(argv: Sequence[str], log_path: Path,
     (pid, start time), or None when there is no warm parent to ask (the caller starts the job
     cold; a parent is started for the next job)."""
     full_env = {**os.environ, **(env or {})}
-    if (full_env.get(WARM_ENV) == "0" or list(argv[:2]) != ["-m", "core"]
-            or not sys.platform.startswith("linux")):
+    if not _enabled(full_env) or list(argv[:2]) != ["-m", "core"]:
         return None
     key = parent_key(full_env)
     request = {"argv": list(argv[2:]), "env": full_env, "log": str(log_path),
@@ -114,7 +113,7 @@ def spawn(argv: Sequence[str], log_path: Path,
 def prestart() -> None:
     """Start the warm parent ahead of the first job, so that one starts warm too (the dashboard
     calls this as it opens). Cheap when a parent already answers."""
-    if os.environ.get(WARM_ENV) == "0" or not sys.platform.startswith("linux"):
+    if not _enabled(os.environ):
         return
     key = parent_key(os.environ)
     try:
@@ -124,6 +123,11 @@ def prestart() -> None:
         _start_parent(key, os.environ)
     except OSError:
         pass
+
+
+def _enabled(env: Mapping[str, str]) -> bool:
+    """Warm starts are on unless turned off, on Linux (abstract sockets, SO_PEERCRED)."""
+    return env.get(WARM_ENV) != "0" and sys.platform.startswith("linux")
 
 
 def parent_key(env: Mapping[str, str]) -> str:
