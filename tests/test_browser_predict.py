@@ -55,7 +55,8 @@ def test_predict_an_upload_then_see_its_grad_cam(trained, page, artifacts) -> No
         result = page.locator(".st-key-explain_result_gradcam")
         result.locator(".js-plotly-plot .heatmaplayer").first.wait_for(timeout=150_000)
         assert result.locator(".js-plotly-plot .colorbar").count() >= 1
-        assert "Sanity check" in result.inner_text()
+        # The map is shown as a preview first; its checks arrive after it.
+        result.get_by_text("Sanity check").first.wait_for(timeout=150_000)
         page.screenshot(path=str(artifacts / "explain_gradcam.png"))
     from core.runs.store import Store
 
