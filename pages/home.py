@@ -1,4 +1,4 @@
-"""Home: what the app does, every run at a glance, and a one-click first training run."""
+"""Home: what the app does, the newest runs at a glance, and a one-click first training run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from core.config import RunConfig
 from core.errors import UserError
 from core.runs.store import Store
 from ui import state
-from ui.components import render_runs_table
+from ui.components import RECENT_ROWS, render_recent_runs
 from ui.executor import render_executor
 from ui.jobs import render_queue
 from ui.router import require_router
@@ -43,22 +43,29 @@ def render_quick_start(s: Store) -> None:
 
 
 def render_counts(s: Store) -> None:
+    """One line of counts. Not metric tiles: their script chunks (number formatting) cost a new
+    visitor's browser about a tenth of a second before Home can paint (benchmarks/ui_latency.py).
+    """
     # Read first: on a server's first visit listing the datasets builds the built-ins (seconds),
-    # and the row appears whole instead of with a gap where the Datasets tile comes late.
+    # and the line appears whole instead of with a gap where the datasets come late.
     datasets = len(state.dataset_infos())
-    c = st.columns(4)
-    c[0].metric("Runs", s.count_runs())
-    c[1].metric("Running", s.count_runs(status="running") + s.count_runs(status="queued"))
-    c[2].metric("Completed", s.count_runs(status="completed"))
-    c[3].metric("Datasets", datasets)
+    active = s.count_runs(status="running") + s.count_runs(status="queued")
+    with st.container(key="home_counts"):
+        st.markdown(f":material/science: **{s.count_runs()}** runs · "
+                    f":blue-badge[{active} running or queued] · "
+                    f":green-badge[{s.count_runs(status='completed')} completed] · "
+                    f":material/dataset: **{datasets}** datasets")
 
 
 def render_runs(s: Store) -> None:
     render_counts(s)
     render_queue(s)
     render_executor(s)
-    st.subheader("Runs")
-    render_runs_table(s, key="home_runs")
+    st.subheader("Recent runs")
+    render_recent_runs(s, key="home_runs")
+    if s.count_runs() > RECENT_ROWS:
+        st.page_link("pages/train.py", label="Every run, with filters and search, on Train",
+                     icon=":material/list:")
 
 
 @st.fragment(run_every=LIVE_REFRESH)

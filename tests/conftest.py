@@ -180,6 +180,15 @@ def open_page(page: str, timeout: float = APP_TIMEOUT, **state: Any) -> AppTest:
     return at
 
 
+def sidebar_active_run(at: AppTest) -> str | None:
+    """The label of the sidebar's active-run popover (what the user reads there), or None."""
+    for node in at.sidebar.children.values():
+        proto = getattr(node, "proto", None)
+        if type(proto).__name__ == "Block" and proto.HasField("popover"):
+            return proto.popover.label
+    return None
+
+
 def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 

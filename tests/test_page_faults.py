@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean, frame_with, open_page
+from conftest import assert_clean, open_page
 from mounts import remount, tmpfs
 
 from core.config import RunConfig
@@ -24,7 +24,7 @@ def test_a_read_only_workspace_reads_and_refuses_in_one_line(tmp_path: Path,
         remount(home, "ro")
         try:
             at = open_page("pages/home.py")
-            assert run.id in set(frame_with(at, "Run")["Run"])
+            assert f"home_runs_open_{run.id}" in {b.key for b in at.button}
             at.button(key="home_quick_start").click().run()
             assert_clean(at)
             errors = [e.value for e in at.error]

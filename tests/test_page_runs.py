@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import assert_clean, frame_with, open_page
+from conftest import assert_clean, frame_with, open_page, sidebar_active_run
 
 from core.config import RunConfig
 from core.runs.store import Store
@@ -41,7 +41,7 @@ def test_train_page_shows_the_newest_running_run(home: Path) -> None:
     newest = stored_run(store, "running", name="from the CLI", epoch=2)
     at = open_page("pages/train.py")
     assert at.session_state["active_run"] == newest.id
-    assert at.sidebar.selectbox(key="sidebar_run").value == newest.id
+    assert sidebar_active_run(at).startswith("from the CLI")
     assert any("from the CLI" in m.value for m in at.markdown)
     table = at.dataframe(key="train_runs_table").value
     assert list(table.loc[table["Run"] == newest.id, "Epoch"]) == ["2/10"]
@@ -124,8 +124,8 @@ def test_home_shows_the_queue_and_sets_how_many_train_at_once(home: Path) -> Non
     queue = frame_with(at, "Waits behind")
     assert list(queue["Job"]) == [busy_job.id, queued_job.id]
     assert list(queue["Waits behind"].fillna(-1)) == [-1, 0]
-    at.number_input(key="home_max_jobs").set_value(3).run()
+    at.session_state["home_max_jobs_panel"] = True  # the popover opened
+    at.run().number_input(key="home_max_jobs").set_value(3).run()
     assert_clean(at)
     assert store.get_setting("max_jobs") == "3"
-    runs_table = at.dataframe(key="home_runs_table").value
-    assert set(runs_table["Kind"]) == {"trained"}
+    assert {b.key for b in at.button} >= {f"home_runs_open_{r.id}" for r in (running, waiting)}

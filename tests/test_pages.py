@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_clean, frame_with, open_page, run_python
+from conftest import ROOT, assert_clean, frame_with, open_page, run_python, sidebar_active_run
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core import runs
 from core.config import RunConfig
 from core.runs.store import ACTIVE, Store
+from ui.components import RECENT_ROWS
 
 PAGES = ("pages/home.py", "pages/data.py", "pages/train.py")
 
@@ -108,7 +109,7 @@ def imagefolder_zip() -> bytes:
 def test_page_renders_on_an_empty_workspace(home: Path, page: str) -> None:
     at = open_page(page)
     assert not at.error
-    assert at.sidebar.code[0].value == str(home)  # the workspace in use, on every page
+    assert f"`{home}`" in [m.value for m in at.sidebar.markdown]  # the workspace, every page
     assert f"Lab2Market {project_version()}" in [c.value for c in at.sidebar.caption]
 
 
@@ -118,24 +119,33 @@ def project_version() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
-@pytest.mark.parametrize("page", ["pages/home.py", "pages/train.py"])
-def test_pages_render_with_runs_and_paginate(home: Path, page: str) -> None:
+def test_train_page_renders_with_runs_and_paginates(home: Path) -> None:
     store = Store(home)
     runs = [fake_run(store) for _ in range(25)]
     failed = fake_run(store, "failed", error="CUDA out of memory: lower the batch size")
-    at = open_page(page, active_run=failed.id)
-    prefix = page.split("/")[1][:-3]
-    table = at.dataframe(key=f"{prefix}_runs_table")
-    assert len(table.value) == 20  # one page of the table, not every run
-    assert at.sidebar.selectbox(key="sidebar_run").value == failed.id
-    at.pagination(key=f"{prefix}_runs_page").set_value(2).run()
+    at = open_page("pages/train.py", active_run=failed.id)
+    assert len(at.dataframe(key="train_runs_table").value) == 20  # one page, not every run
+    assert sidebar_active_run(at) == f"{failed.id} · digits/smallcnn · failed"
+    at.pagination(key="train_runs_page").set_value(2).run()
     assert_clean(at)
-    assert len(at.dataframe(key=f"{prefix}_runs_table").value) == 6
-    if page == "pages/train.py":
-        assert any("CUDA out of memory" in e.value for e in at.error)
-        assert "Loss curve: 6 points" in [c.value for c in at.caption]
-        at.multiselect(key="train_compare").set_value([runs[0].id, runs[1].id]).run()
-        assert_clean(at)  # their curves are overlaid, dashed
+    assert len(at.dataframe(key="train_runs_table").value) == 6
+    assert any("CUDA out of memory" in e.value for e in at.error)
+    assert "Loss curve: 6 points" in [c.value for c in at.caption]
+    at.multiselect(key="train_compare").set_value([runs[0].id, runs[1].id]).run()
+    assert_clean(at)  # their curves are overlaid, dashed
+
+
+def test_home_lists_the_newest_runs_and_opens_one_on_train(home: Path) -> None:
+    store = Store(home)
+    runs = [fake_run(store, name=f"run {i}") for i in range(10)]
+    at = open_page("pages/home.py")
+    shown = [b.key for b in at.button if b.key.startswith("home_runs_open_")]
+    assert shown == [f"home_runs_open_{r.id}" for r in reversed(runs)][:RECENT_ROWS]
+    assert any(link.label.startswith("Every run") for link in at.get("page_link"))
+    at.button(key=f"home_runs_open_{runs[3].id}").click().run()
+    assert_clean(at)
+    assert at.session_state["active_run"] == runs[3].id
+    assert [t.value for t in at.title] == ["Train"]
 
 
 def test_data_page_shows_every_dataset(home: Path) -> None:

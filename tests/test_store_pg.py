@@ -160,7 +160,8 @@ def test_a_study_on_a_postgresql_store_keeps_its_optuna_study_there(home, pg_url
 
 
 def _apply_executor(at, name: str, address: str | None = None):
-    at.radio(key="home_executor").set_value(name)
+    at.session_state["home_executor_panel"] = True  # the expander opened
+    at.run().radio(key="home_executor").set_value(name)
     if address is not None:
         at.text_input(key="home_ray_address").set_value(address)
     at.button(key="FormSubmitter:home_executor_form-Apply").click().run()

@@ -11,10 +11,12 @@ import streamlit as st
 from core.errors import UserError
 from core.runs.store import STATUSES, Run, Store
 from ui import format as fmt
-from ui.runs import render_sidebar_picker
+from ui.format import plain
+from ui.runs import render_sidebar_picker, run_label
 from ui.state import app_version, flash, home, set_active_run
 
 PAGE_SIZE = 20
+RECENT_ROWS = 8  # runs listed on Home
 GRAY = "#9e9e9e"  # a status without a colour of its own (one added to the store later)
 
 
@@ -23,7 +25,10 @@ def render_sidebar(store: Store) -> None:
     with st.sidebar:
         with st.container(key="sidebar_workspace"):
             st.caption("Workspace")
-            st.code(str(home()), language=None, wrap_lines=True)
+            # Inline code, not st.code: a code block costs a new visitor's browser its 1.5 MB
+            # syntax highlighter before the first page can paint.
+            path = str(home())
+            st.markdown(f"`{path}`" if "`" not in path else plain(path))
         render_sidebar_picker(store)
         st.caption(f"Lab2Market {app_version()}")
 
@@ -94,6 +99,31 @@ def render_runs_table(store: Store, key: str, page_size: int = PAGE_SIZE) -> lis
     if pages > 1:
         st.pagination(pages, key=f"{key}_page")
     st.caption(f"{total} run(s) · page {page} of {pages} · pick a row to make it the active run")
+    return runs
+
+
+def render_recent_runs(store: Store, key: str, limit: int = RECENT_ROWS) -> list[Run]:
+    """The newest runs, a row each (name, status, best metric, when); a click opens one on Train.
+
+    Light on purpose: buttons, badges and captions only, no data grid, so the page that shows it
+    (Home) paints as fast as an empty app; the filterable table lives on the Train page.
+    """
+    runs = store.list_runs(limit=limit)
+    if not runs:
+        st.info("No runs yet: train one with the button above, or on the Train page.")
+        return []
+    for run in runs:
+        name, facts = st.columns([1, 1], vertical_alignment="center")
+        if name.button(plain(run_label(run)), key=f"{key}_open_{run.id}", type="tertiary",
+                       icon=":material/open_in_new:", help=f"Open run {run.id} on Train"):
+            set_active_run(run.id)
+            st.switch_page("pages/train.py")
+        monitor = run.config.get("train", {}).get("monitor", "val/loss")
+        best = (f"best {plain(monitor)} {fmt.number(run.best_metric)}"
+                if run.best_metric is not None else f"epoch {run.epoch}/{run.total_epochs}")
+        color = fmt.STATUS_COLORS.get(run.status, "gray")
+        facts.markdown(f":{color}-badge[{run.status}] {best} · {fmt.timestamp(run.created_at)}"
+                       f" · {fmt.duration(run.duration)}")
     return runs
 
 

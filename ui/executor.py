@@ -25,7 +25,11 @@ def render_executor(s: Store) -> None:
         st.error(str(exc))
         current = "local"
     address = ray_address(s)
-    with st.expander(f"Jobs run on {_where(current, address)}", icon=":material/hub:"):
+    panel = st.expander(f"Jobs run on {_where(current, address)}", icon=":material/hub:",
+                        key="home_executor_panel", on_change="rerun")
+    if not panel.open:  # the form's widgets are drawn only when asked for (see ui.jobs)
+        return
+    with panel:
         fixed = source in ("--executor", EXECUTOR_ENV)
         with st.form("home_executor_form", border=False):
             choice = st.radio(

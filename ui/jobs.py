@@ -67,12 +67,17 @@ def render_queue(s: Store) -> None:
     limit, source = max_jobs(s)
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     left.subheader("Queue")
-    right.number_input(
-        "Trainings at once", min_value=1, max_value=64, value=limit, key="home_max_jobs",
-        disabled=source == "LAB2MARKET_MAX_JOBS", on_change=_store_max_jobs, args=(s,),
-        help="Heavy jobs (training) beyond this wait, in order, and start as slots free. "
-             + ("Set by $LAB2MARKET_MAX_JOBS." if source == "LAB2MARKET_MAX_JOBS" else
-                "Light jobs (evaluate, explain, export, serve) never wait."))
+    # Drawn only while open: a widget kind on a page's first paint costs its script chunks
+    # (a new visitor's browser fetches them from this server before it draws the page).
+    limit_box = right.popover(f"{limit} training(s) at once", key="home_max_jobs_panel",
+                              icon=":material/tune:", on_change="rerun", width="stretch")
+    if limit_box.open:
+        limit_box.number_input(
+            "Trainings at once", min_value=1, max_value=64, value=limit, key="home_max_jobs",
+            disabled=source == "LAB2MARKET_MAX_JOBS", on_change=_store_max_jobs, args=(s,),
+            help="Heavy jobs (training) beyond this wait, in order, and start as slots free. "
+                 + ("Set by $LAB2MARKET_MAX_JOBS." if source == "LAB2MARKET_MAX_JOBS" else
+                    "Light jobs (evaluate, explain, export, serve) never wait."))
     jobs = s.active_jobs()
     if not jobs:
         st.caption("Nothing queued or running.")

@@ -1,7 +1,8 @@
 """The router: how every page gets the app's shell (shared state and sidebar), in one place.
 
-``app.py`` calls :func:`enter_app` then :func:`render_shell` around ``st.navigation``; every page
-in ``pages/`` starts with :func:`require_router`. Nothing else touches Streamlit's routing.
+``app.py`` calls :func:`enter_app` then :func:`run_page` (the page, then :func:`render_shell`);
+every page in ``pages/`` starts with :func:`require_router`. Nothing else touches Streamlit's
+routing.
 
 Why a workaround at all: a folder named ``pages/`` beside ``app.py`` turns on Streamlit's legacy
 multipage mode (``PagesManager.uses_pages_directory``, a private class attribute that Streamlit
@@ -14,6 +15,8 @@ name (the project's specified layout), so :func:`require_router` turns the mode 
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import streamlit as st
 
@@ -43,12 +46,6 @@ def legacy_mode_on() -> bool:
 def enter_app() -> None:
     """``app.py``'s first step: the session's shared state, and a mark that it was routed."""
     st.session_state[ROUTED] = True
-    if not st.session_state.get(WARMED):  # once a session: the first Launch starts warm too,
-        st.session_state[WARMED] = True  # and the first in-page model finds torch imported
-        from core.runs.warm import preload_in_background, prestart
-
-        prestart()
-        preload_in_background()
     _shared_state()
 
 
@@ -88,10 +85,36 @@ def run_page(page) -> None:
     from core.workspace import home_path
 
     try:
-        render_shell()
-        page.run()
+        _page_then_shell(page)
+        _warm_up_after_the_page()
     except Exception as exc:  # Streamlit's own rerun/stop signals are BaseExceptions: untouched
         problem = workspace_error(exc, home_path())
         if problem is None:
             raise
         st.error(str(problem), icon=":material/storage:")
+
+
+def _page_then_shell(page) -> None:
+    """The page, then the sidebar: the browser fetches each widget kind's script chunk as its
+    element arrives, so the content the user came for is asked for (and painted) first."""
+    try:
+        page.run()
+    except BaseException:  # also Streamlit's stop/rerun: the sidebar stays drawn meanwhile
+        with contextlib.suppress(Exception):  # the page's own error is the one to show
+            render_shell()
+        raise
+    render_shell()
+
+
+def _warm_up_after_the_page() -> None:
+    """Once a session, after its first page is drawn: make sure a warm job parent is up (the
+    first Launch then starts warm) and import torch and captum in the background (the first
+    in-page model finds them imported). Not before the page: both take the CPU for seconds, and
+    a server's first visitor would wait for them (about 1.5 s on two cores)."""
+    if st.session_state.get(WARMED):
+        return
+    st.session_state[WARMED] = True
+    from core.runs.warm import preload_in_background, prestart
+
+    prestart()
+    preload_in_background()

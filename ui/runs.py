@@ -108,5 +108,13 @@ def render_sidebar_picker(s: Store, limit: int = 25) -> None:
     if not runs:
         st.caption("No runs yet.")
         return
-    pick_run(runs, "sidebar_run", "Active run", optional=True,
-             help="The run that Train, Evaluate, Predict, Explain and Deploy work on.")
+    st.caption("Active run")
+    # The picker is drawn only while its popover is open: every page shows this sidebar, and a
+    # select box on a first visit costs its script chunks before the page can paint.
+    box = st.popover(plain(run_label(active, status=True)) if active else "None picked",
+                     key="sidebar_run_panel", on_change="rerun", width="stretch",
+                     icon=":material/swap_horiz:",
+                     help="The run that Train, Evaluate, Predict, Explain and Deploy work on.")
+    if box.open:
+        with box:
+            pick_run(runs, "sidebar_run", "Active run", optional=True)

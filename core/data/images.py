@@ -75,10 +75,18 @@ def channel_stats(
     total = 0
     sums = np.zeros(channels)
     sq = np.zeros(channels)
+    levels = np.arange(256, dtype=np.float64) / 255.0
     for arr in images:
-        pixels = arr.reshape(-1, channels).astype(np.float64) / 255.0
-        sums += pixels.sum(0)
-        sq += (pixels**2).sum(0)
+        pixels = arr.reshape(-1, channels)
+        if pixels.dtype == np.uint8:  # a histogram per channel: exact, and ~10x faster than
+            for c in range(channels):  # float sums (listing the built-ins computes this)
+                counts = np.bincount(pixels[:, c], minlength=256)
+                sums[c] += counts @ levels
+                sq[c] += counts @ levels**2
+        else:
+            scaled = pixels.astype(np.float64) / 255.0
+            sums += scaled.sum(0)
+            sq += (scaled**2).sum(0)
         total += len(pixels)
     if not total:
         return [0.0] * channels, [1.0] * channels
