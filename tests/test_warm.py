@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from pathlib import Path
 
 from conftest import ROOT, run_python, wait_for
 
 from core.runs import cancel, launch
-from core.runs.warm import _address, current_parent, parent_key, prestart
+from core.runs.warm import current_parent, parent_key, wait_ready
 
 
 def _stat(pid: int) -> list[str]:
@@ -22,17 +21,8 @@ def _stat(pid: int) -> list[str]:
 
 def _warm_parent() -> int:
     """Start the parent if needed and wait until it answers; returns its pid."""
-    prestart()
+    assert wait_ready(timeout=120), "the warm parent did not answer"
     key = parent_key(os.environ)
-
-    def answering() -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(_address(key))
-            except ConnectionRefusedError:
-                return False
-        return True
-    wait_for(answering, timeout=120, interval=0.2, message="the warm parent answering")
     found = current_parent(os.environ)
     assert found is not None and found[0] == key
     return found[1]

@@ -131,11 +131,11 @@ def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tup
     the queue moves on and a parent's status is written from its children. Returns the ended
     run; Ctrl-C calls ``on_interrupt`` (a cancel) and returns what it returns."""
     import sys
-    import time
 
     from tqdm import tqdm
 
     from core.runs import TERMINAL, reconcile
+    from core.runs.waiting import run_or_jobs_changed, wait_until
 
     with tqdm(desc=run_id, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
         try:
@@ -147,6 +147,6 @@ def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tup
                 bar.refresh()
                 if run.status in TERMINAL:
                     return run
-                time.sleep(interval)
+                wait_until(run_or_jobs_changed(store, run_id), interval)  # its end at once
         except KeyboardInterrupt:
             return on_interrupt()

@@ -69,6 +69,12 @@ class JobTable:
                               (*args, limit))
         return [job_from_row(r) for r in rows]
 
+    def active_job_ids(self) -> frozenset[str]:
+        """The ids of the queued and running jobs: a cheap read for frequent polls."""
+        rows = self._db.query("SELECT id FROM jobs WHERE status IN "
+                              f"({', '.join('?' * len(ACTIVE))})", tuple(ACTIVE))
+        return frozenset(r["id"] for r in rows)
+
     def active_jobs(self, run_id: str | None = None) -> list[Job]:
         return self.list_jobs(ACTIVE, run_id=run_id, limit=10_000)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,15 @@ class Store(JobTable):
         if row is None:
             raise RunNotFound(f"No run with id {run_id!r}. `python -m core runs` lists them.")
         return run_from_row(row)
+
+    def run_statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """``{id: status}`` of these runs (absent: deleted): a cheap read for frequent polls."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._db.query(f"SELECT id, status FROM runs WHERE id IN ({marks})",
+                              tuple(run_ids))
+        return {r["id"]: r["status"] for r in rows}
 
     def list_runs(self, limit: int = 50, offset: int = 0, status: str | None = None,
                   search: str = "") -> list[Run]:

@@ -27,13 +27,16 @@ from core.runs.jobs import reconcile
 from core.runs.lifecycle import create_run, enqueue_training, resume
 from core.runs.records import RESUMABLE, Run
 from core.runs.store import Store
+from core.runs.waiting import any_run_ended, wait_until
 from core.tune.space import apply_params, suggest
 from core.tune.spec import StudySpec
 from core.tune.study import TRIAL_KIND, get_study, open_study, study_spec
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
-POLL_S = 0.2  # between passes: a trial's end is noticed, and the next one queued, within this
+# A full pass (reconcile, tell Optuna, ask) at least this often: a trial whose process died
+# is noticed within it. A trial's end is noticed within core.runs.waiting.TICK_S.
+PASS_S = 1.0
 
 
 def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> dict[str, Any]:
@@ -53,12 +56,13 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
             run = store.get_run(study_id)
             spec = study_spec(run)  # re-read: a resume may have raised the budget meanwhile
             frozen = study.get_trials(deepcopy=False)
-            active = _settle(store, study, frozen, spec)
-            asked = len(frozen)
+            in_flight = _settle(store, study, frozen, spec)
+            active, asked = len(in_flight), len(frozen)
             timed_out = spec.timeout is not None and time.monotonic() - started >= spec.timeout
             while (not timed_out and not stop.requested and asked < spec.n_trials
                    and active < spec.parallel):
-                _launch_trial(store, study, run, spec)
+                launched = _launch_trial(store, study, run, spec)
+                in_flight += [launched] if launched else []
                 asked, active = asked + 1, active + 1
             if progress is not None:
                 ended = sum(t.state.is_finished() for t in frozen)
@@ -66,7 +70,9 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
                                                f"{active} in flight")
             if active == 0 and (timed_out or asked >= spec.n_trials):
                 break
-            time.sleep(POLL_S)
+            if in_flight:  # the next trial is asked for as soon as one ends
+                trial_ended = any_run_ended(store, in_flight)
+                wait_until(lambda check=trial_ended: stop.requested or check(), PASS_S)
     return {"study_id": study_id, "status": "cancelled" if stop.requested else "completed",
             "asked": asked}
 
@@ -90,11 +96,11 @@ def _catch_up(store: Store, study: Any, spec: StudySpec) -> None:
             _fail(study, trial.number, f"cannot be resumed: {exc}")
 
 
-def _settle(store: Store, study: Any, frozen: list[Any], spec: StudySpec) -> int:
-    """Tell Optuna about every trial whose run has ended; returns how many are in flight."""
+def _settle(store: Store, study: Any, frozen: list[Any], spec: StudySpec) -> list[str]:
+    """Tell Optuna about every trial whose run has ended; returns the runs still in flight."""
     from optuna.trial import TrialState
 
-    active = 0
+    active = []
     for trial in frozen:
         if trial.state != TrialState.RUNNING:
             continue
@@ -103,7 +109,7 @@ def _settle(store: Store, study: Any, frozen: list[Any], spec: StudySpec) -> int
             _fail(study, trial.number, "its run was never recorded (its driver was stopped "
                                        "while asking for it), or was deleted")
         elif run.is_active:
-            active += 1
+            active.append(run.id)
         elif run.status == "completed":
             values = objective_values(run, spec)
             if values is None:
@@ -126,8 +132,9 @@ def objective_values(run: Run, spec: StudySpec) -> list[float] | None:
     return [float(v) for v in values]
 
 
-def _launch_trial(store: Store, study: Any, parent: Run, spec: StudySpec) -> None:
-    """Ask Optuna for a trial, record it as a run (params applied to the base config), queue it."""
+def _launch_trial(store: Store, study: Any, parent: Run, spec: StudySpec) -> str | None:
+    """Ask Optuna for a trial, record it as a run (params applied to the base config), queue it;
+    returns the run's id (None: the config refused these params, the trial failed)."""
     from optuna.trial import TrialState
 
     trial = study.ask()
@@ -139,13 +146,14 @@ def _launch_trial(store: Store, study: Any, parent: Run, spec: StudySpec) -> Non
     except UserError as exc:  # a combination the config refuses: that trial fails, not the study
         log.warning("Trial %s: %s", trial.number, exc)
         _tell(study, trial.number, state=TrialState.FAIL)
-        return
+        return None
     store.update_run(run.id, summary={"trial": {
         "study": parent.id, "number": trial.number, "trial_id": trial._trial_id,
         "params": params}})
     trial.set_user_attr("run_id", run.id)
     enqueue_training(store, run.id)
     log.info("Trial %s: run %s %s", trial.number, run.id, params)
+    return run.id
 
 
 def _run_of(store: Store, trial: Any) -> Run | None:
