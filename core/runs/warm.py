@@ -50,8 +50,8 @@ TICK_S = 5.0  # how often an idle parent checks that it is still its installatio
 # What the jobs import: the CLI, the trainer (torch, numpy), a job's bookkeeping, and a study's
 # driver and trials (optuna). The parent also builds the CLI's parser once, which imports every
 # command module: a child would otherwise spend ~40 ms on that before its work.
-PRELOAD = ("torch", "optuna", "core.cli.main", "core.train.run", "core.runs.body",
-           "core.tune.callback", "core.tune.driver")
+PRELOAD = ("torch", "torchvision.models", "optuna", "core.cli.main", "core.train.run",
+           "core.runs.body", "core.tune.callback", "core.tune.driver")
 # Read by the OpenMP/BLAS runtimes when they start: the parent starts them without these, and
 # each child sets torch's thread count from its own environment instead.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -62,14 +62,16 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PRELOAD_ENV = "LAB2MARKET_PRELOAD"  # "0": the dashboard imports torch only when a page needs it
 # Third-party only: they import nothing of the engine, so a page's own imports may wait on a
 # lock this thread holds, never the other way round (no import deadlock).
-DASHBOARD_PRELOAD = ("torch", "captum.attr")
+# torchvision.models alone takes ~1.3 s (it imports every model family): the first transfer
+# model a page loads would wait for it.
+DASHBOARD_PRELOAD = ("torch", "torchvision.models", "captum.attr")
 _preload_started = False
 
 
 def preload_in_background() -> None:
-    """Import torch and captum in a daemon thread of this process (the dashboard's), once, so
-    the first in-page Evaluate, Predict or Explain after a start does not wait 2-3 s for them;
-    the pages themselves stay torch-free and draw at once."""
+    """Import torch, torchvision's models and captum in a daemon thread of this process (the
+    dashboard's), once, so the first in-page Evaluate, Predict or Explain after a start does
+    not wait 2-4 s for them; the pages themselves stay torch-free and draw at once."""
     global _preload_started
     if _preload_started or os.environ.get(PRELOAD_ENV) == "0":
         return
