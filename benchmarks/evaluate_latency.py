@@ -35,14 +35,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # train_support: runs trained as tests do
 
 import numpy as np  # noqa: E402
+from train_support import train_run  # noqa: E402
 
 from core.analyze import metrics  # noqa: E402
 from core.analyze.evaluate import evaluate, predict_split, stored, write_predictions  # noqa: E402
-from core.config import RunConfig  # noqa: E402
-from core.runs import create_run  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 # A fresh process: the libraries every inference job imports first (timed apart), then one
@@ -98,19 +97,6 @@ def thread_env(threads: int | None) -> dict[str, str]:
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env
-
-
-def train(ws: Workspace, **sections) -> str:
-    from core.train import execute_run
-
-    raw = RunConfig().to_dict()
-    raw["train"].update(epochs=1)
-    for section, values in sections.items():
-        raw[section].update(values)
-    run = create_run(ws.store, RunConfig.from_dict(raw))
-    summary = execute_run(ws, run.id)
-    assert summary["status"] == "completed", summary
-    return run.id
 
 
 def rss_mb() -> float:
@@ -176,7 +162,7 @@ def large_split(ws: Workspace, n: int, batch_size: int, threads: int | None) -> 
     from core.data.shapes import generate_shapes
     from core.models.loaded import load_run
 
-    run_id = train(ws, data={"dataset": "shapes", "image_size": 32})
+    run_id = train_run(ws, data={"dataset": "shapes", "image_size": 32})
     loaded = load_run(ws, run_id)
     images, labels, _ = generate_shapes(n=n, size=32, seed=7)
     info = load_dataset(ws, "shapes").info.copy()  # the run's normalisation, every class
@@ -218,7 +204,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp, Workspace.open(args.home or tmp) as ws:
-        run_id = args.run or train(ws)
+        run_id = args.run or train_run(ws)
         cold = digits_test(ws, run_id, args.threads)
         reopen = second_open(ws, run_id)
         result = {

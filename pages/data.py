@@ -18,6 +18,7 @@ from ui.data_views import (
     render_augmentation_preview,
     render_distribution,
     render_image_grid,
+    render_new_dataset,
     render_overview,
     render_table_rows,
     suggest_name,
@@ -29,24 +30,10 @@ from ui.router import require_router
 
 def render_import_result(run_import, label: str) -> None:
     """Run one import with a progress bar; on success select the new dataset, else say why."""
-    text = f"Importing {plain(label)}..."
-    bar = st.progress(0.0, text=text)
-
-    def progress(done: int, total: int, message: str = "") -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=text)
-
-    try:
-        info = run_import(progress)
-    except UserError as exc:
-        bar.empty()
-        st.error(f"Import failed: {exc}")
-        return
-    state.forget_datasets()
-    st.session_state["data_select_next"] = info.name
-    state.flash(f"Imported dataset {plain(info.name)}: {info.modality}, "
-                f"{len(info.classes)} classes, "
-                f"{sum(info.split_counts.values())} samples.")
-    st.rerun()
+    render_new_dataset(
+        run_import, f"Importing {plain(label)}...", "Import failed",
+        lambda info: f"Imported dataset {plain(info.name)}: {info.modality}, "
+                     f"{len(info.classes)} classes, {sum(info.split_counts.values())} samples.")
 
 
 def render_zip_import(taken: set[str]) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 from pg_support import pg_server, pg_url  # noqa: F401  (fixtures: the session's PostgreSQL)
+from train_support import train_run  # noqa: F401  (re-exported: the tests import it from here)
 
 from core.workspace import Workspace
 
@@ -138,27 +139,27 @@ def heavy_modules_after_page(page: str, home: Path, active_run: str, check: str 
     return dict(zip(modules, (f == "True" for f in found), strict=True))
 
 
-# -- trained runs -------------------------------------------------------------------------------
+# -- trained runs (train_run: see train_support) ------------------------------------------------
 
 
-def train_run(ws: Workspace, **sections: dict[str, Any]) -> str:
-    """A completed run trained in-process in the workspace ``ws``; returns its id.
+# The ensemble tests' fixtures: the module defines ``members``, digits runs trained with seeds
+# 0, 1, ... (``train_run``) in the module's workspace ``ws``.
 
-    RunConfig's defaults (digits, the small CNN, batch 64, seed 0) for one epoch, each section
-    then updated from ``sections``, e.g. ``train_run(ws, train={"epochs": 2})``.
-    """
-    from core.config import RunConfig
-    from core.runs import create_run
-    from core.train import execute_run
 
-    raw = RunConfig().to_dict()
-    raw["train"].update(epochs=1, batch_size=64)
-    for section, values in sections.items():
-        raw[section].update(values)
-    run = create_run(ws.store, RunConfig.from_dict(raw))
-    summary = execute_run(ws, run.id)
-    assert summary["status"] == "completed", summary
-    return run.id
+@pytest.fixture(scope="module")
+def resized(ws: Workspace, members: list[str]) -> str:
+    """A member trained on 12 x 12 inputs (the others see digits' native 8 x 8), with the seed
+    after the members'."""
+    return train_run(ws, train={"seed": len(members)}, data={"image_size": 12})
+
+
+@pytest.fixture(scope="module")
+def ensembles(ws: Workspace, members: list[str]) -> dict[str, str]:
+    """One ensemble of ``members`` per combiner method: ``{method: run id}``."""
+    from core.analyze import combiners
+    from core.analyze.ensemble import create_ensemble
+
+    return {m: create_ensemble(ws, members, m).id for m in combiners.METHODS}
 
 
 # -- AppTest --------------------------------------------------------------------------------------
@@ -226,3 +227,26 @@ def page(browser) -> Iterator:
 
     with new_page(browser) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The app served (with ``SERVER_ENV``) over a fresh workspace for a module's browser tests:
+    ``(url, home)``. The runs they leave active are cancelled after the module."""
+    from browser_support import SERVER_ENV, stop_jobs, streamlit_app
+
+    home = tmp_path_factory.mktemp("browser_ws")
+    try:
+        with streamlit_app(home, **SERVER_ENV) as url:
+            yield url, home
+    finally:
+        stop_jobs(home)
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A workspace of the module's own holding one completed digits run (``train_run``'s
+    defaults), closed again so that a served app can use it: ``(home, run id)``."""
+    home = tmp_path_factory.mktemp("trained_ws")
+    with Workspace.open(home) as ws:
+        return home, train_run(ws)

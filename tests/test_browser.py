@@ -11,41 +11,13 @@ import io
 import os
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from browser_support import BROWSER_MARKS, plotly_points, streamlit_app
+from browser_support import BROWSER_MARKS, SERVER_ENV, plotly_points, streamlit_app
 from PIL import Image
 
 pytestmark = BROWSER_MARKS
-
-# One torch thread per job (inherited from the server): on a 2-core runner a job with two threads
-# fights the browser and the server and runs many times slower.
-SERVER_ENV = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("browser_ws")
-    try:
-        with streamlit_app(home, **SERVER_ENV) as url:
-            yield url, home
-    finally:
-        _stop_jobs(home)
-
-
-def _stop_jobs(home: Path) -> None:
-    """Background jobs outlive the server by design; a test must not leave one running."""
-    from core import runs
-    from core.runs.store import Store
-
-    store = Store(home)
-    for run in store.active_runs():
-        runs.cancel(store, run.id, timeout=10)
-    store.close()
-
 
 def wait_points(page, n: int, timeout_s: float = 60) -> None:
     """Until the loss chart draws ``n`` points (counted from its Plotly traces)."""

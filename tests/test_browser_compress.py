@@ -9,28 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from browser_support import BROWSER_MARKS, streamlit_app
-from conftest import train_run, wait_for
+from browser_support import BROWSER_MARKS, open_app
+from conftest import wait_for
 
 from core.runs.store import Store
-from core.workspace import Workspace
 
 pytestmark = BROWSER_MARKS
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, str]:
-    home = tmp_path_factory.mktemp("browser_compress_ws")
-    with Workspace.open(home) as ws:
-        return home, train_run(ws)
-
-
-def test_prune_a_run_and_see_the_new_row(trained, page, artifacts: Path) -> None:
-    home, run_id = trained
-    with streamlit_app(home) as url:
-        page.set_default_timeout(60_000)
-        page.goto(f"{url}/compress?run={run_id}")
+def test_prune_a_run_and_see_the_new_row(trained_home, page, artifacts: Path) -> None:
+    home, run_id = trained_home
+    with open_app(page, home, f"compress?run={run_id}"):
         table = page.locator(".st-key-compress_table")
         table.wait_for()
         page.get_by_role("button", name="Prune").click()

@@ -11,30 +11,18 @@ import json
 import zipfile
 from pathlib import Path
 
-import pytest
-from browser_support import BROWSER_MARKS, streamlit_app
-from conftest import train_run
+from browser_support import BROWSER_MARKS, open_app
 
 from core.deploy.runtime import sha256_bytes
 from core.runs.store import Store
-from core.workspace import Workspace
 
 pytestmark = BROWSER_MARKS
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, str]:
-    home = tmp_path_factory.mktemp("browser_deploy_ws")
-    with Workspace.open(home) as ws:
-        return home, train_run(ws)
-
-
-def test_export_a_digits_run_and_download_the_bundle(trained, page, artifacts: Path,
+def test_export_a_digits_run_and_download_the_bundle(trained_home, page, artifacts: Path,
                                                      tmp_path: Path) -> None:
-    home, run_id = trained
-    with streamlit_app(home) as url:
-        page.set_default_timeout(60_000)
-        page.goto(f"{url}/deploy?run={run_id}")
+    home, run_id = trained_home
+    with open_app(page, home, f"deploy?run={run_id}"):
         page.locator(".st-key-deploy_export button").click()
         # The export runs in the background; the page redraws when it is done.
         page.locator(".st-key-deploy_download button").wait_for(timeout=180_000)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import BROWSER_MARKS, streamlit_app
+from browser_support import BROWSER_MARKS, open_app
 from conftest import train_run
 
 from core.analyze.evaluate import evaluate
@@ -32,9 +32,7 @@ def evaluated(tmp_path_factory) -> tuple[Path, str]:
 
 def test_click_a_confusion_cell_and_see_its_images(evaluated, page, artifacts: Path) -> None:
     home, run_id = evaluated
-    with streamlit_app(home) as url:
-        page.set_default_timeout(60_000)
-        page.goto(f"{url}/evaluate?run={run_id}")
+    with open_app(page, home, f"evaluate?run={run_id}"):
         page.locator('[data-testid="stMetric"]').first.wait_for()  # first run done
         gallery = open_tab(page, "Confusion matrix", ".st-key-eval_cell_gallery")
         before = gallery.inner_text()

@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 import pytest
-from browser_support import BROWSER_MARKS, streamlit_app
+from browser_support import BROWSER_MARKS, open_app
 from conftest import train_run
 
 from core.workspace import Workspace
@@ -37,9 +37,7 @@ def trained(tmp_path_factory) -> tuple[Path, str, Path]:
 
 def test_predict_an_upload_then_see_its_grad_cam(trained, page, artifacts) -> None:
     home, run_id, image = trained
-    with streamlit_app(home) as url:
-        page.set_default_timeout(60_000)
-        page.goto(f"{url}/predict?run={run_id}")
+    with open_app(page, home, f"predict?run={run_id}"):
         page.locator(".st-key-predict_upload input[type=file]").set_input_files(str(image))
         page.wait_for_function(
             "() => !document.querySelector('.st-key-predict_run button').disabled")

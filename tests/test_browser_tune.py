@@ -5,29 +5,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from browser_support import BROWSER_MARKS, streamlit_app
+from browser_support import BROWSER_MARKS
 
 pytestmark = BROWSER_MARKS
-SERVER_ENV = {"OMP_NUM_THREADS": "1"}  # one torch thread per job on a small runner
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("browser_tune_ws")
-    try:
-        with streamlit_app(home, **SERVER_ENV) as url:
-            yield url, home
-    finally:
-        from core import runs
-        from core.runs.store import Store
-
-        with Store(home) as store:  # background jobs outlive the server by design
-            for run in store.active_runs():
-                runs.cancel(store, run.id, timeout=10)
 
 
 def grid_rows(page) -> int:

@@ -22,18 +22,8 @@ from core.errors import InvalidConfig
 
 @pytest.fixture(scope="module")
 def members(ws) -> list[str]:
+    """Digits runs with seeds 0-2 (conftest's ``resized`` and ``ensembles`` build on them)."""
     return [train_run(ws, train={"seed": seed}) for seed in (0, 1, 2)]
-
-
-@pytest.fixture(scope="module")
-def resized(ws) -> str:
-    """A member trained on 12 x 12 inputs (the others see digits' native 8 x 8)."""
-    return train_run(ws, train={"seed": 3}, data={"image_size": 12})
-
-
-@pytest.fixture(scope="module")
-def ensembles(ws, members) -> dict[str, str]:
-    return {m: create_ensemble(ws, members, m).id for m in combiners.METHODS}
 
 
 def accuracy(preds: ev.Predictions) -> float:

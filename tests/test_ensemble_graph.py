@@ -19,7 +19,6 @@ import pytest
 from conftest import ROOT, assert_clean, free_port, open_page, train_run
 from test_serve import start, stop, wait_healthy
 
-from core.analyze import combiners
 from core.analyze.ensemble import create_ensemble
 from core.data import load_dataset
 from core.models.loaded import load_run
@@ -27,17 +26,8 @@ from core.models.loaded import load_run
 
 @pytest.fixture(scope="module")
 def members(ws) -> list[str]:
+    """Digits runs with seeds 0 and 1 (conftest's ``resized`` and ``ensembles`` build on them)."""
     return [train_run(ws, train={"seed": seed}) for seed in (0, 1)]
-
-
-@pytest.fixture(scope="module")
-def resized(ws) -> str:
-    return train_run(ws, train={"seed": 2}, data={"image_size": 12})
-
-
-@pytest.fixture(scope="module")
-def ensembles(ws, members) -> dict[str, str]:
-    return {m: create_ensemble(ws, members, m).id for m in combiners.METHODS}
 
 
 def png(img) -> bytes:

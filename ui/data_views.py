@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import UserError
+from core.progress import ProgressFn
 from core.workspace import Workspace
 from ui import state
 from ui.charts import class_distribution_figure
@@ -186,3 +187,29 @@ def import_upload(ws: Workspace, name: str, filename: str, data: bytes,
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
         return import_dataset(ws, name, path, target=target, progress=progress)
+
+
+def render_new_dataset(make: Callable[[ProgressFn], Any], text: str, failed: str,
+                       made: Callable[[Any], str],
+                       status: Callable[[str], str] | None = None) -> None:
+    """Make a dataset (an import, a new version) in the page under a progress bar reading
+    ``text`` (or ``status(message)`` as it goes); then select it on the Data page and say
+    ``made(info)`` there, or say ``failed: why`` if the user's request was refused.
+
+    ``make(progress)`` returns the new dataset's ``DatasetInfo``."""
+    bar = st.progress(0.0, text=text)
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0,
+                     text=status(message) if status else text)
+
+    try:
+        info = make(progress)
+    except UserError as exc:
+        bar.empty()
+        st.error(f"{failed}: {exc}")
+        return
+    state.forget_datasets()
+    st.session_state["data_select_next"] = info.name
+    state.flash(made(info))
+    st.rerun()

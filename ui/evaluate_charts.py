@@ -61,34 +61,36 @@ def roc_figure(curves: Mapping[str, Mapping[str, Any]], shown: Sequence[str], ti
 
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
                                line={"color": "#bbbbbb", "dash": "dot"}, hoverinfo="skip"))
-    for i, name in enumerate(shown):
-        if name not in curves:
-            continue
-        c = curves[name]
-        fig.add_trace(go.Scatter(
-            x=c["fpr"], y=c["tpr"], mode="lines", name=f"{name} (AUC {c['auc']:.3f})",
-            line={"color": PALETTE[i % len(PALETTE)], "dash": (dash or {}).get(name, "solid"),
-                  "shape": "hv"}))
-    fig.update_layout(title=title, height=420, margin=MARGIN, xaxis_title="false positive rate",
-                      yaxis_title="true positive rate", legend={"orientation": "h", "y": -0.2})
-    fig.update_xaxes(range=[0, 1])
-    fig.update_yaxes(range=[0, 1.02])
-    return fig
+    return _add_curves(fig, curves, shown, ("fpr", "tpr", "auc"), title,
+                       ("false positive rate", "true positive rate"), dash)
 
 
 def pr_figure(curves: Mapping[str, Mapping[str, Any]], shown: Sequence[str]):
     import plotly.graph_objects as go
 
-    fig = go.Figure()
+    return _add_curves(go.Figure(), curves, shown, ("recall", "precision", "ap"),
+                       "Precision-recall", ("recall", "precision"))
+
+
+def _add_curves(fig, curves: Mapping[str, Mapping[str, Any]], shown: Sequence[str],
+                keys: tuple[str, str, str], title: str, axis_titles: tuple[str, str],
+                dash: Mapping[str, str] | None = None):
+    """Add one step line per entry of ``shown`` that ``curves`` holds, coloured by its place in
+    ``shown``, and lay out the unit square. ``keys``: a curve's x, y and score entries; the
+    legend names the score (``AUC``, ``AP``)."""
+    import plotly.graph_objects as go
+
+    x, y, score = keys
     for i, name in enumerate(shown):
         if name not in curves:
             continue
         c = curves[name]
         fig.add_trace(go.Scatter(
-            x=c["recall"], y=c["precision"], mode="lines", name=f"{name} (AP {c['ap']:.3f})",
-            line={"color": PALETTE[i % len(PALETTE)], "shape": "hv"}))
-    fig.update_layout(title="Precision-recall", height=420, margin=MARGIN, xaxis_title="recall",
-                      yaxis_title="precision", legend={"orientation": "h", "y": -0.2})
+            x=c[x], y=c[y], mode="lines", name=f"{name} ({score.upper()} {c[score]:.3f})",
+            line={"color": PALETTE[i % len(PALETTE)], "dash": (dash or {}).get(name, "solid"),
+                  "shape": "hv"}))
+    fig.update_layout(title=title, height=420, margin=MARGIN, xaxis_title=axis_titles[0],
+                      yaxis_title=axis_titles[1], legend={"orientation": "h", "y": -0.2})
     fig.update_xaxes(range=[0, 1])
     fig.update_yaxes(range=[0, 1.02])
     return fig

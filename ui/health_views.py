@@ -23,7 +23,7 @@ from core.errors import UserError
 from core.runs.jobs import DATASET_SUBJECT
 from core.runs.launchers import start_health
 from ui import state
-from ui.data_views import THUMB, thumbnail
+from ui.data_views import THUMB, render_new_dataset, thumbnail
 from ui.format import plain
 from ui.jobs import render_job, watch_job
 from ui.runs import has_checkpoint, run_label
@@ -132,22 +132,12 @@ def make_new_version(name: str, new_name: str, **changes: Any) -> None:
     """Make the version with a progress bar; on success select it, else say why."""
     ws = state.workspace()
     new_name = new_name or suggest_version_name(ws, name)
-    bar = st.progress(0.0, text=f"Making {plain(new_name)}...")
-
-    def progress(done: int, total: int, message: str = "") -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=plain(message or new_name))
-
-    try:
-        made = make_version(ws, name, new_name, progress=progress, **changes)
-    except UserError as exc:
-        bar.empty()
-        st.error(f"No new version: {exc}")
-        return
-    state.forget_datasets()
-    st.session_state["data_select_next"] = made.name
-    state.flash(f"Made {plain(made.name)} from {plain(name)}: "
-                f"{sum(made.split_counts.values())} samples. {plain(name)} is unchanged.")
-    st.rerun()
+    render_new_dataset(
+        lambda progress: make_version(ws, name, new_name, progress=progress, **changes),
+        f"Making {plain(new_name)}...", "No new version",
+        lambda made: f"Made {plain(made.name)} from {plain(name)}: "
+                     f"{sum(made.split_counts.values())} samples. {plain(name)} is unchanged.",
+        status=lambda message: plain(message or new_name))
 
 
 # -- likely label errors -------------------------------------------------------------------------

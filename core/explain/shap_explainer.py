@@ -3,7 +3,7 @@ with a background drawn from the training split."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,17 @@ def expected_gradients(model, background: torch.Tensor, x: torch.Tensor, nsample
     return (acc / total).astype(np.float32)
 
 
+def shap_params(nsamples: tuple[int, int], background: tuple[int, int], batch_size: tuple[int, int]
+                ) -> tuple[dict[str, Any], dict[str, tuple[float, float]]]:
+    """The ``defaults`` and ``limits`` of a SHAP method (the parameters ``ShapExplainer`` reads):
+    each argument is (its default, the most allowed); the least is 1, the seed defaults to 0."""
+    given = {"nsamples": nsamples, "background": background, "batch_size": batch_size}
+    defaults = {**Explainer.defaults, **{k: v[0] for k, v in given.items()}, "seed": 0}
+    limits = {**Explainer.limits, **{k: (1, v[1]) for k, v in given.items()},
+              "seed": (0, 2**31 - 1)}
+    return defaults, limits
+
+
 class ShapExplainer(Explainer):
     """What the SHAP methods share: a background of training samples (``background`` of them,
     drawn once with ``seed``) and expected gradients with the method's parameters."""
@@ -63,10 +74,8 @@ class ShapExplainer(Explainer):
     description="Expected gradients (shap.GradientExplainer) against a background sample of the "
                 "training split, for the target class only.")
 class GradientShap(ShapExplainer):
-    defaults = {**Explainer.defaults, "nsamples": 64, "background": 32, "batch_size": 32,
-                "seed": 0}
-    limits = {**Explainer.limits, "nsamples": (1, 4096), "background": (1, 1024),
-              "batch_size": (1, 1024), "seed": (0, 2**31 - 1)}
+    defaults, limits = shap_params(nsamples=(64, 4096), background=(32, 1024),
+                                   batch_size=(32, 1024))
 
     def _attribute(self, x: torch.Tensor, target: int, budget: Budget,
                    progress: ProgressFn) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from core.explain.base import Budget, Explainer, rows_to_raw, target_output, training_sample
 from core.explain.registry import register_explainer
-from core.explain.shap_explainer import ShapExplainer
+from core.explain.shap_explainer import ShapExplainer, shap_params
 from core.progress import ProgressFn
 
 if TYPE_CHECKING:
@@ -21,10 +21,8 @@ if TYPE_CHECKING:
     description="SHAP values of the target class probability (expected gradients against a "
                 "background of training rows): they add up to the probability minus its mean.")
 class TabularShap(ShapExplainer):
-    defaults = {**Explainer.defaults, "nsamples": 256, "background": 100, "batch_size": 256,
-                "seed": 0}
-    limits = {**Explainer.limits, "nsamples": (1, 20000), "background": (1, 5000),
-              "batch_size": (1, 4096), "seed": (0, 2**31 - 1)}
+    defaults, limits = shap_params(nsamples=(256, 20000), background=(100, 5000),
+                                   batch_size=(256, 4096))
 
     def _attribute(self, x: torch.Tensor, target: int, budget: Budget,
                    progress: ProgressFn) -> np.ndarray:
