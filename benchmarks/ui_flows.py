@@ -12,7 +12,9 @@ beside its floor:
 * ``click_floor_s``: a click on the empty app's button until its text is on screen: what any
   click costs in Streamlit on this machine, the floor of the figures below.
 * ``evaluate_digits_test``: the sidebar link to Evaluate clicked until the metric cards show,
-  cold (never evaluated, the model not loaded by the server) and stored. Goals 1.5 s / 0.3 s.
+  cold (never evaluated, the model not loaded by the server; the server's one-time warm-up
+  over) and stored. Goals 1.5 s / 0.3 s. ``right_after_start_s``: a cold one clicked as soon as
+  a fresh server's first page is drawn (it also waits for the warm-up's torch import).
 * ``predict_5_images``: Predict clicked with 5 uploaded digits until the fifth card's top-k
   chart is drawn; the model was loaded by the server before (warm). Goal 0.5 s. ``warm_s``: in a
   tab that has drawn a Plotly chart before (Train's curves, then the sidebar link to Predict);
@@ -185,11 +187,19 @@ def digits_images(home: Path, start: int, count: int, prefix: str) -> list[Path]
     return paths
 
 
-def evaluate_flow(page, url: str, run_id: str) -> dict:
-    """Home -> Evaluate (cold: never evaluated, model not loaded) -> Home -> Evaluate (stored)."""
+def evaluate_flow(page, url: str, run_id: str, early_run_id: str) -> dict:
+    """Home -> Evaluate (cold: never evaluated, model not loaded) -> Home -> Evaluate (stored).
+
+    ``right_after_start_s``: the same on ``early_run_id``, clicked as soon as the server's first
+    page is drawn, while the app still warms up (it imports torch in the background); then
+    ``cold_s`` once that is over, as for a user who looked at Home for a few seconds."""
+    cards = lambda: wait_shown(page, '[data-testid="stMain"]', text="Balanced acc.")  # noqa: E731
+    page.goto(f"{url}/?run={early_run_id}")
+    home_ready(page)
+    early = timed(lambda: nav(page, "evaluate"), cards)
+    wait_until_quiet()
     page.goto(f"{url}/?run={run_id}")
     home_ready(page)
-    cards = lambda: wait_shown(page, '[data-testid="stMain"]', text="Balanced acc.")  # noqa: E731
     cold = timed(lambda: nav(page, "evaluate"), cards)
     stored = []
     for _ in range(3):
@@ -197,7 +207,7 @@ def evaluate_flow(page, url: str, run_id: str) -> dict:
         home_ready(page)
         stored.append(timed(lambda: nav(page, "evaluate"), cards))
     stored_s = round(statistics.median(stored), 3)
-    return {"cold_s": cold, "stored_s": stored_s,
+    return {"cold_s": cold, "stored_s": stored_s, "right_after_start_s": early,
             "goal_cold_s": GOALS["evaluate_cold_s"], "goal_stored_s": GOALS["evaluate_stored_s"],
             "meets_goal": cold <= GOALS["evaluate_cold_s"]
             and stored_s <= GOALS["evaluate_stored_s"]}
@@ -312,12 +322,13 @@ def browser_flows(browser, tmp: Path, quick: bool) -> dict:
     home = tmp / "flows"
     home.mkdir(parents=True)
     evaluated, explained = train_digits(home, "evaluated"), train_digits(home, "explained")
+    early = train_digits(home, "evaluated early")
     resnet = None if quick else train_resnet18(home)
     results: dict = {"load_avg_1m_before": round(os.getloadavg()[0], 2)}
     results.update(first_load(browser, home, tmp, visitors=1 if quick else 3))
     with streamlit_app(home, OMP_NUM_THREADS="1") as url:
         with new_page(browser, timeout_ms=WAIT_MS) as page:
-            results["evaluate_digits_test"] = evaluate_flow(page, url, evaluated)
+            results["evaluate_digits_test"] = evaluate_flow(page, url, evaluated, early)
         results["predict_5_images"] = predict_flow(browser, url, evaluated, home,
                                                    rounds=2 if quick else 3)
         with new_page(browser, timeout_ms=WAIT_MS) as page:
