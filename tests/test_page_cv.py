@@ -5,11 +5,13 @@ overlaid, and the final model launched from the parent (AppTest through the rout
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from conftest import assert_clean, frame_with, open_page, wait_for
 
 from core import runs
+from core.config import RunConfig
 from core.runs.cv import fold_runs, sync
 from core.runs.records import TERMINAL
 from core.runs.store import Store
@@ -56,6 +58,13 @@ def test_cv_from_the_form_to_the_final_model(home: Path) -> None:
     assert traces(at, "train_cv_acc_chart") == ["fold 0", "fold 1", "fold 2"]
     assert len(traces(at, "train_cv_loss_chart")) == 3
 
+    # The one training slot is held by a job of this (alive) process, so the final run waits
+    # queued and the second click below meets it in flight, however fast a 1-epoch run is.
+    holder = store.create_run(RunConfig().to_dict(), name="slot holder")
+    store.set_status(holder.id, "running")
+    slot = store.create_job(holder.id, "train", ["-c", "pass"], heavy=True)
+    assert store.claim_next_job(slots=1).id == slot.id
+    store.update_job(slot.id, pid=os.getpid())
     at.button(key="train_cv_final").click().run()
     assert_clean(at)
     final = store.get_run(at.session_state["active_run"])
@@ -64,5 +73,8 @@ def test_cv_from_the_form_to_the_final_model(home: Path) -> None:
     assert final.config["data"]["train_on_val"] is True  # all of train+val, test held out
     assert final.config["train"]["epochs"] == 1 and final.dataset == "wine"
     at = open_page("pages/train.py", active_run=parent.id)  # a second click is refused
+    assert store.get_run(final.id).status == "queued"
     assert at.button(key="train_cv_final").disabled
     runs.cancel(store, final.id)  # the test ends here: leave nothing running
+    store.set_job_status(slot.id, "completed")
+    store.set_status(holder.id, "completed")

@@ -1,6 +1,6 @@
 """The router: how every page gets the app's shell (shared state and sidebar), in one place.
 
-``app.py`` calls :func:`enter_app` then :func:`run_page` (the page, then :func:`render_shell`);
+``app.py`` calls :func:`enter_app` then :func:`run_page` (:func:`render_shell`, then the page);
 every page in ``pages/`` starts with :func:`require_router`. Nothing else touches Streamlit's
 routing.
 
@@ -15,8 +15,6 @@ name (the project's specified layout), so :func:`require_router` turns the mode 
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import streamlit as st
 
@@ -85,7 +83,8 @@ def run_page(page) -> None:
     from core.workspace import home_path
 
     try:
-        _page_then_shell(page)
+        render_shell()
+        page.run()
         _warm_up_after_the_page()
     except Exception as exc:  # Streamlit's own rerun/stop signals are BaseExceptions: untouched
         problem = workspace_error(exc, home_path())
@@ -94,23 +93,12 @@ def run_page(page) -> None:
         st.error(str(problem), icon=":material/storage:")
 
 
-def _page_then_shell(page) -> None:
-    """The page, then the sidebar: the browser fetches each widget kind's script chunk as its
-    element arrives, so the content the user came for is asked for (and painted) first."""
-    try:
-        page.run()
-    except BaseException:  # also Streamlit's stop/rerun: the sidebar stays drawn meanwhile
-        with contextlib.suppress(Exception):  # the page's own error is the one to show
-            render_shell()
-        raise
-    render_shell()
-
-
 def _warm_up_after_the_page() -> None:
     """Once a session, after its first page is drawn: make sure a warm job parent is up (the
-    first Launch then starts warm) and import torch and captum in the background (the first
-    in-page model finds them imported). Not before the page: both take the CPU for seconds, and
-    a server's first visitor would wait for them (about 1.5 s on two cores)."""
+    first Launch then starts warm) and import torch, torchvision's models and captum in the
+    background (the first in-page model finds them imported). Not before the page: both take
+    the CPU for seconds, and a server's first visitor would wait for them (about 1.5 s on two
+    cores)."""
     if st.session_state.get(WARMED):
         return
     st.session_state[WARMED] = True
