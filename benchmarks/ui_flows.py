@@ -33,7 +33,6 @@ what the click asked for (the new file's name, the chart's points counted from P
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import statistics
@@ -41,7 +40,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from browser_launch import ROOT, new_page, streamlit_app
+from browser_launch import ROOT, digit_pngs, new_page, streamlit_app
 
 GOALS = {"first_load_ratio": 1.2, "evaluate_cold_s": 1.5, "evaluate_stored_s": 0.3,
          "predict_5_warm_s": 0.5, "gradcam_warm_s": 1.0, "gradcam_cold_s": 3.0}
@@ -171,22 +170,6 @@ def first_load(browser, home: Path, tmp: Path, visitors: int) -> dict:
 # -- the flows on one server --------------------------------------------------------------------
 
 
-def digits_images(home: Path, start: int, count: int, prefix: str) -> list[Path]:
-    from core.data import load_dataset
-    from core.workspace import Workspace
-
-    paths = []
-    with Workspace.open(home) as ws:
-        dataset = load_dataset(ws, "digits")
-        for i in range(start, start + count):
-            buf = io.BytesIO()
-            dataset.raw("test", i).save(buf, format="PNG")
-            path = home / f"{prefix}{i}.png"
-            path.write_bytes(buf.getvalue())
-            paths.append(path)
-    return paths
-
-
 def evaluate_flow(page, url: str, run_id: str, early_run_id: str) -> dict:
     """Home -> Evaluate (cold: never evaluated, model not loaded) -> Home -> Evaluate (stored).
 
@@ -237,9 +220,12 @@ def predict_once(browser, url: str, run_id: str, images: list[Path], charted: bo
 def predict_flow(browser, url: str, run_id: str, home: Path, rounds: int) -> dict:
     """5 uploads predicted in a fresh session each round, new files each time; the server has
     the model loaded (Evaluate loaded it), so every round is warm."""
-    first = predict_once(browser, url, run_id, digits_images(home, 0, 5, "p0_"), charted=False)
-    times = [predict_once(browser, url, run_id, digits_images(home, 5 * r, 5, f"p{r}_"),
-                          charted=True) for r in range(1, 1 + rounds)]
+    def images(r: int) -> list[Path]:  # new files each round: none of them predicted before
+        return digit_pngs(home, home, range(5 * r, 5 * r + 5), f"p{r}_")
+
+    first = predict_once(browser, url, run_id, images(0), charted=False)
+    times = [predict_once(browser, url, run_id, images(r), charted=True)
+             for r in range(1, 1 + rounds)]
     warm = round(statistics.median(times), 3)
     return {"warm_s": warm, "warm_rounds": times, "first_in_new_tab_s": first,
             "goal_warm_s": GOALS["predict_5_warm_s"],

@@ -23,7 +23,6 @@ workspace, ``session.page`` the Playwright page. Needs Chromium (``apt-get insta
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # browser_launch: the app and Chromium, as tests use
 
-from browser_launch import chromium, new_page, plotly_points, streamlit_app  # noqa: E402
+from browser_launch import chromium, digit_pngs, new_page, plotly_points, streamlit_app  # noqa: E402
 
 DOCS = ROOT / "docs"
 VIEWPORT = {"width": 1280, "height": 900}
@@ -146,7 +145,7 @@ def evaluate(session: Session) -> None:
 
 @shot("predict")
 def predict(session: Session) -> None:
-    files = digit_files(session.home, 5)
+    files = digit_pngs(session.home, session.home / "uploads", range(5))
     page = session.open(f"/predict?run={session.run_id()}")
     page.locator(".st-key-predict_upload input[type=file]").set_input_files(
         [str(f) for f in files])
@@ -333,25 +332,6 @@ def train_in_process(home: Path) -> str:
         run = create_run(ws.store, RunConfig.from_dict(raw))
         execute_run(ws, run.id)
         return run.id
-
-
-def digit_files(home: Path, n: int) -> list[Path]:
-    """``n`` digits test images as PNG files a user would upload."""
-    from core.data import load_dataset
-    from core.workspace import Workspace
-
-    folder = home / "uploads"
-    folder.mkdir(exist_ok=True)
-    with Workspace.open(home) as ws:
-        dataset = load_dataset(ws, "digits")
-        paths = []
-        for i in range(n):
-            buf = io.BytesIO()
-            dataset.raw("test", i).save(buf, format="PNG")
-            path = folder / f"digit_{i}.png"
-            path.write_bytes(buf.getvalue())
-            paths.append(path)
-    return paths
 
 
 def main() -> None:

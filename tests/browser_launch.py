@@ -116,3 +116,24 @@ def plotly_points(page, key: str) -> int:
     if locator.count() == 0:
         return -1
     return int(locator.first.evaluate(PLOTLY_POINTS_JS))
+
+
+def digit_pngs(home: Path, folder: Path, indices: range, prefix: str = "digit_") -> list[Path]:
+    """Digits test images ``indices`` of the workspace ``home`` as PNG files a user would
+    upload, written into ``folder`` as ``PREFIX<index>.png``."""
+    import io
+
+    from core.data import load_dataset
+    from core.workspace import Workspace
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with Workspace.open(home) as ws:
+        dataset = load_dataset(ws, "digits")
+        for i in indices:
+            buf = io.BytesIO()
+            dataset.raw("test", i).save(buf, format="PNG")
+            path = folder / f"{prefix}{i}.png"
+            path.write_bytes(buf.getvalue())
+            paths.append(path)
+    return paths

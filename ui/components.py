@@ -12,7 +12,7 @@ from core.errors import UserError
 from core.runs.store import STATUSES, Run, Store
 from ui import format as fmt
 from ui.format import plain
-from ui.runs import render_sidebar_picker, run_label
+from ui.runs import monitored_metric, render_sidebar_picker, run_label
 from ui.state import app_version, flash, home, set_active_run
 
 PAGE_SIZE = 20
@@ -42,7 +42,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """One display row per run: status, dataset, model, best monitored metric, times."""
     rows = []
     for r in runs:
-        monitor = r.config.get("train", {}).get("monitor", "val/loss")
+        monitor = monitored_metric(r)
         final = r.summary.get("final", {})
         val_acc = final.get("val/acc")
         rows.append({
@@ -118,7 +118,7 @@ def render_recent_runs(store: Store, key: str, limit: int = RECENT_ROWS) -> list
                        icon=":material/open_in_new:", help=f"Open run {run.id} on Train"):
             set_active_run(run.id)
             st.switch_page("pages/train.py")
-        monitor = run.config.get("train", {}).get("monitor", "val/loss")
+        monitor = monitored_metric(run)
         best = (f"best {plain(monitor)} {fmt.number(run.best_metric)}"
                 if run.best_metric is not None else f"epoch {run.epoch}/{run.total_epochs}")
         color = fmt.STATUS_COLORS.get(run.status, "gray")

@@ -28,7 +28,7 @@ from ui import format as fmt
 from ui.charts import Overlay, curves_figure, has_points, waiting_figure
 from ui.components import render_status_badge
 from ui.format import plain
-from ui.runs import run_label
+from ui.runs import monitored_metric, run_label
 from ui.state import active_run_id, store
 
 LOSS_KEYS = ("train/step_loss", "train/loss", "val/loss")
@@ -198,8 +198,7 @@ def render_progress(run: Run, series: dict[str, Series]) -> None:
                 help="Since the job's process began training (the wait in the queue and its "
                      "start are not counted).")
     c[3].metric("ETA", fmt.duration(eta) if run.is_active else "—")
-    monitor = run.config.get("train", {}).get("monitor", "val/loss")
-    c[4].metric(f"Best {monitor}", fmt.number(run.best_metric))
+    c[4].metric(f"Best {monitored_metric(run)}", fmt.number(run.best_metric))
 
 
 def render_outcome(s: Store, run: Run) -> None:

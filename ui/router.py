@@ -22,7 +22,7 @@ from ui.components import render_sidebar
 from ui.state import ACTIVE_RUN, adopt_run_from_url, store
 
 ROUTED = "_routed"  # session state: this session has run through app.py at least once
-WARMED = "_warm_parent"  # session state: the warm job parent was asked for (core.runs.warm)
+WARMED = "_warm_parent"  # session state: this session warmed the app up (warm parent, preload)
 LEGACY_FLAG = "uses_pages_directory"  # the private PagesManager attribute this module flips
 
 

@@ -28,6 +28,11 @@ def run_label(run: Run, *, status: bool = False) -> str:
     return f"{label} · {run.status}" if status else label
 
 
+def monitored_metric(run: Run) -> str:
+    """The metric whose best value the run records (``best_metric``), e.g. ``val/loss``."""
+    return run.config.get("train", {}).get("monitor", "val/loss")
+
+
 def has_checkpoint(run: Run) -> bool:
     """Whether ``run`` can be evaluated, predicted with, explained or exported."""
     return run_checkpoint(workspace(), run.id) is not None

@@ -62,7 +62,8 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
             while (not timed_out and not stop.requested and asked < spec.n_trials
                    and active < spec.parallel):
                 launched = _launch_trial(store, study, run, spec)
-                in_flight += [launched] if launched else []
+                if launched is not None:
+                    in_flight.append(launched)
                 asked, active = asked + 1, active + 1
             if progress is not None:
                 ended = sum(t.state.is_finished() for t in frozen)
