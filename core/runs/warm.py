@@ -48,10 +48,11 @@ DEFAULT_IDLE_S = 600.0
 REPLY_TIMEOUT_S = 5.0
 TICK_S = 5.0  # how often an idle parent checks that it is still its installation's current one
 # What the jobs import: the CLI, the trainer (torch, numpy), a job's bookkeeping, and a study's
-# driver and trials (optuna). The parent also builds the CLI's parser once, which imports every
+# driver and trials (optuna), and the dataset registry (a driver's first trial record reads it).
+# The parent also builds the CLI's parser once, which imports every
 # command module: a child would otherwise spend ~40 ms on that before its work.
 PRELOAD = ("torch", "torchvision.models", "optuna", "core.cli.main", "core.train.run",
-           "core.runs.body", "core.tune.callback", "core.tune.driver")
+           "core.runs.body", "core.tune.callback", "core.tune.driver", "core.data")
 # Read by the OpenMP/BLAS runtimes when they start: the parent starts them without these, and
 # each child sets torch's thread count from its own environment instead.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -30,7 +30,7 @@ from core.runs.store import Store
 from core.runs.waiting import any_run_ended, wait_until
 from core.tune.space import apply_params, suggest
 from core.tune.spec import StudySpec
-from core.tune.study import TRIAL_KIND, get_study, open_study, study_spec
+from core.tune.study import TRIAL_KIND, create_optuna_study, get_study, open_study, study_spec
 from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,9 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
     get_study(store, study_id)  # a clear error for a run that is not a study, before any file
     stop = _Stop()
     with _driver_lock(ws.run_dir(study_id) / "driver.lock"), stop.on_signals():
-        study = open_study(store, study_id)
         spec = study_spec(store.get_run(study_id))
+        create_optuna_study(ws.home, study_id, spec)  # if its launcher has not yet (journal)
+        study = open_study(store, study_id)
         study.sampler = spec.build_sampler(asked=len(study.get_trials(deepcopy=False)))
         _catch_up(store, study, spec)
         started = time.monotonic()

@@ -60,21 +60,36 @@ def launch_study(store: Store, base: RunConfig, spec: StudySpec, name: str = "")
         check_param(param, base)
     study = create_run(store, base, name or f"tune {base.model.name}", kind=STUDY_KIND)
     store.update_run(study.id, summary={"study": spec.to_dict()}, total_epochs=spec.n_trials)
-    try:
-        create_optuna_study(store.home, study.id, spec)
-    except Exception as exc:  # a storage URL that cannot be reached: leave no half study
-        store.set_status(study.id, "failed", error=str(exc))
-        delete(store, study.id)
-        if isinstance(exc, UserError):
-            raise
-        raise InvalidConfig(f"--storage: cannot create the Optuna study ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200]}); check the URL.") from None
+    if spec.storage is not None:  # a URL may be unreachable: refuse before any driver starts
+        _create_or_withdraw(store, study.id, spec)
     store.add_event(study.id, "queued", f"study of {spec.n_trials} trial(s), {spec.sampler} "
                                         f"sampler, {spec.pruner} pruner")
     job = store.create_job(study.id, DRIVER_KIND, python_core("_tune", study.id))
     dispatch(store)
+    if spec.storage is None:
+        # A journal file in the study's folder: the driver creates it too (whoever comes first),
+        # so its first trial does not wait for this process to import Optuna (~0.1 s). Created
+        # here as well, so the study can be read as soon as this returns.
+        _create_or_withdraw(store, study.id, spec)
     log.info("Study %s: driver %s", study.id, job.id)
     return sync_study(store, study.id)
+
+
+def _create_or_withdraw(store: Store, study_id: str, spec: StudySpec) -> None:
+    """Create the study's Optuna study; when that fails, leave no half study (its driver, if
+    already queued, is withdrawn with it)."""
+    try:
+        create_optuna_study(store.home, study_id, spec)
+    except Exception as exc:
+        for job in driver_jobs(store, study_id):
+            if job.is_active:
+                cancel_job(store, job.id)
+        store.set_status(study_id, "failed", error=str(exc))
+        delete(store, study_id)
+        if isinstance(exc, UserError):
+            raise
+        raise InvalidConfig(f"--storage: cannot create the Optuna study ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200]}); check the URL.") from None
 
 
 def optuna_storage(home: Path, study_id: str, url: str | None) -> Any:
@@ -93,7 +108,8 @@ def create_optuna_study(home: Path, study_id: str, spec: StudySpec) -> Any:
 
     return optuna.create_study(study_name=study_id,
                                storage=optuna_storage(home, study_id, spec.storage),
-                               directions=spec.directions, sampler=spec.build_sampler())
+                               directions=spec.directions, sampler=spec.build_sampler(),
+                               load_if_exists=True)  # the launcher and the driver both may
 
 
 def open_study(store: Store, study_id: str, sampler: bool = True) -> Any:
