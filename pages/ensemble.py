@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analyze.combiners import METHODS
+from core.analyze import ENSEMBLE_METHODS as METHODS
 from core.analyze.ensemble import read_combiner
 from core.errors import UserError
 from core.runs.launchers import start_ensemble

@@ -8,7 +8,9 @@ import sys
 
 from conftest import ROOT, run_cli, run_json
 
-HEAVY = ("streamlit", "shap", "lime", "captum", "plotly", "onnxruntime", "torch")
+# numpy too: every command (a tune, each trial) pays the parser's imports at its start
+HEAVY = ("streamlit", "shap", "lime", "captum", "plotly", "onnxruntime", "torch", "numpy",
+         "optuna")
 
 
 def test_help_imports_no_heavy_library():

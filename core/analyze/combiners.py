@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from core.analyze import ENSEMBLE_METHODS
 from core.errors import InvalidConfig
 
-METHODS = ("soft", "hard", "weighted", "stacking")
+METHODS = ENSEMBLE_METHODS
 EPS = 1e-12  # floor of a probability inside a log: a member sure and wrong is not -inf
 STACKING_FOLDS = 5
 

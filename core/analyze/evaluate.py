@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.analyze import EVAL_BATCH_SIZE, EVAL_SPLITS
 from core.atomic import write_atomic
 from core.checkpoint import checkpoint_signature
 from core.errors import CheckpointDamaged, InvalidConfig, InvalidImage, InvalidRunState
@@ -31,8 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EVAL_SPLITS = ("val", "test")
-BATCH_SIZE = 256
+BATCH_SIZE = EVAL_BATCH_SIZE
 FORMAT_VERSION = 1
 ProgressFn = Callable[..., None]  # progress(done, total, message="")
 

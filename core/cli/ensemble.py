@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.analyze.combiners import METHODS
+from core.analyze import ENSEMBLE_METHODS
 from core.cli.base import Result, add_command, command, progress
 
 
@@ -19,7 +19,7 @@ def add_parsers(sub) -> None:
     p = add_command(sub, "ensemble", "combine runs of one dataset into an ensemble run "
                                      "(fitted on val, evaluated on test)")
     p.add_argument("members", nargs="+", metavar="RUN", help="two or more member runs")
-    p.add_argument("--method", choices=METHODS, default="soft",
+    p.add_argument("--method", choices=ENSEMBLE_METHODS, default="soft",
                    help="soft: mean of probabilities; hard: majority vote; weighted: convex "
                         "weights fitted on val; stacking: logistic regression fitted on val "
                         "(default: soft)")

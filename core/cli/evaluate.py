@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.analyze.evaluate import BATCH_SIZE, EVAL_SPLITS
+from core.analyze import EVAL_BATCH_SIZE, EVAL_SPLITS
 from core.cli.base import Result, add_command, command, progress
 
 
@@ -13,7 +13,7 @@ def add_parsers(sub) -> None:
                     "metrics of a run on a split (the predictions are stored and reused)")
     p.add_argument("run")
     p.add_argument("--split", choices=EVAL_SPLITS, default="test")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE)
     p.add_argument("--device", default="cpu", help="cpu | auto | cuda | cuda:N (default: cpu)")
     p.add_argument("--force", action="store_true",
                    help="predict again even if the stored predictions are up to date")
