@@ -140,6 +140,10 @@ def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tup
     with tqdm(desc=run_id, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
         try:
             while True:
+                # What the wait compares with is read before this pass: a change during the pass
+                # (the last job of a parent ending after reconcile read it) ends the wait at
+                # once, not a whole interval later.
+                changed = run_or_jobs_changed(store, run_id)
                 reconcile(store)
                 run = store.get_run(run_id)
                 text, bar.total, bar.n = describe(run)
@@ -147,6 +151,6 @@ def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tup
                 bar.refresh()
                 if run.status in TERMINAL:
                     return run
-                wait_until(run_or_jobs_changed(store, run_id), interval)  # its end at once
+                wait_until(changed, interval)  # its end at once
         except KeyboardInterrupt:
             return on_interrupt()

@@ -2,9 +2,10 @@
 
 A waiter (the study driver between trials, a blocking CLI command following its run) used to
 sleep a fixed interval between full passes, so each hand-off cost half an interval on average.
-Here it polls one cheap read (a few ids and statuses, well under a millisecond) every ``TICK_S``
-and returns as soon as the thing it waits for happened; the full pass (reconcile, progress)
-still runs at its own pace. About 50 indexed reads a second: a percent of one core.
+Here it polls one cheap read (a few ids and statuses: about 6 us on SQLite) every ``TICK_S`` and
+returns as soon as the thing it waits for happened; the full pass (reconcile, progress) still runs
+at its own pace. 200 indexed reads a second: well under a percent of one core, and a trial's end
+is noticed within 5 ms (at 20 ms, the average hand-off was 1.5 % of a half-second trial).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from core.runs.records import ACTIVE
 from core.runs.store import Store
 
-TICK_S = 0.02
+TICK_S = 0.005
 
 
 def wait_until(check: Callable[[], bool], timeout: float, tick: float = TICK_S) -> bool:
