@@ -1,6 +1,8 @@
 """The warm job parent (``core.runs.warm``): jobs forked from a parent that has imported torch
 run exactly as cold ones (their own session, environment, log and status; a cancel stops them
-with a checkpoint), and losing the parent (kill -9) costs the next job only its warm start."""
+with a checkpoint), and losing the parent (kill -9) costs the next job only its warm start. The
+parent's spare child (forked ahead of the next job) leads its own session, is replaced when it is
+lost, and ends with its parent."""
 
 from __future__ import annotations
 
@@ -65,10 +67,25 @@ def test_a_warm_job_is_a_full_job_in_its_own_session_and_stops_on_cancel(ws):
     os.kill(parent, 0)  # the parent lives on
 
 
+def test_a_spare_child_waits_in_its_own_session_and_a_lost_one_is_replaced(ws):
+    parent = _warm_parent()
+    spare = _spare_of(parent)
+    assert int(_stat(spare)[3]) == spare  # already leads its own session: a job at once
+    os.kill(spare, signal.SIGKILL)  # lost while waiting (the OOM killer, a careless kill)
+    run = launch(ws.store, _config(2))
+    job = _job_of(ws, run.id)
+    assert int(_stat(job.pid)[1]) == parent  # still a warm start
+    _completed(ws, run.id)
+    assert _spare_of(parent) not in (spare, job.pid)  # and a new spare waits for the next job
+
+
 def test_a_killed_parent_costs_the_next_job_only_its_warm_start(ws):
     parent = _warm_parent()
+    spare = _spare_of(parent)
     os.kill(parent, signal.SIGKILL)
     wait_for(lambda: not _is_warm(parent), timeout=10, interval=0.05)
+    wait_for(lambda: not _alive(spare), timeout=10, interval=0.05,
+             message="the spare child exits with its parent")
     run = launch(ws.store, _config(1))  # started cold; a new parent is started for later jobs
     assert not _is_warm(int(_stat(_job_of(ws, run.id).pid)[1]))
     _completed(ws, run.id)
@@ -81,6 +98,27 @@ def test_warm_start_is_off_with_the_setting(ws, monkeypatch):
     run = launch(ws.store, _config(1))
     assert not _is_warm(int(_stat(_job_of(ws, run.id).pid)[1]))
     _completed(ws, run.id)
+
+
+def _spare_of(parent: int) -> int:
+    """The parent's waiting child (no job of this test runs now)."""
+    def spare() -> int | None:
+        children = [int(p.name) for p in Path("/proc").iterdir()
+                    if p.name.isdigit() and _alive(int(p.name))
+                    and _stat_or_empty(int(p.name))[1:2] == [str(parent)]]
+        return children[0] if len(children) == 1 else None
+    return wait_for(spare, timeout=10, interval=0.05, message="the warm parent's spare child")
+
+
+def _alive(pid: int) -> bool:
+    return _stat_or_empty(pid)[:1] not in ([], ["Z"], ["X"])
+
+
+def _stat_or_empty(pid: int) -> list[str]:
+    try:
+        return _stat(pid)
+    except OSError:
+        return []
 
 
 def _is_warm(pid: int) -> bool:

@@ -9,7 +9,10 @@ socket, and exits after ``$LAB2MARKET_WARM_IDLE_S`` seconds without a request.
 
 A child is the job a cold start would have been: its own session (so a cancel signals its group
 as before), the job's environment, working folder, log file and thread count, fresh random seeds,
-and the same ``python -m core`` entry point; the dispatcher records its pid like any other.
+and the same ``python -m core`` entry point; the dispatcher records its pid like any other. The
+parent forks each child ahead of its request (a spare, waiting in its own session): forking this
+parent's ~700 MB of page tables takes 10-20 ms, which a job's start no longer waits for.
+The parent's side is :mod:`core.runs.warm_parent`; this module is the dispatcher's.
 
 Safety: the parent forks only while it is single-threaded at the Python level and has not
 touched CUDA (a forked CUDA context is unusable); it answers only processes of its own user
@@ -21,20 +24,15 @@ the dispatcher fall back to a cold start: this module can make a job faster, nev
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
 import os
-import shlex
-import signal
 import socket
-import struct
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -46,13 +44,6 @@ WARM_ENV = "LAB2MARKET_WARM"  # "0": every job starts a fresh interpreter
 IDLE_ENV = "LAB2MARKET_WARM_IDLE_S"
 DEFAULT_IDLE_S = 600.0
 REPLY_TIMEOUT_S = 5.0
-TICK_S = 5.0  # how often an idle parent checks that it is still its installation's current one
-# What the jobs import: the CLI, the trainer (torch, numpy), a job's bookkeeping, and a study's
-# driver and trials (optuna), and the dataset registry (a driver's first trial record reads it).
-# The parent also builds the CLI's parser once, which imports every
-# command module: a child would otherwise spend ~40 ms on that before its work.
-PRELOAD = ("torch", "torchvision.models", "optuna", "core.cli.main", "core.train.run",
-           "core.runs.body", "core.tune.callback", "core.tune.driver", "core.data")
 # Read by the OpenMP/BLAS runtimes when they start: the parent starts them without these, and
 # each child sets torch's thread count from its own environment instead.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -152,7 +143,7 @@ def wait_ready(timeout: float) -> bool:
 def _probe(key: str) -> None:
     """Connect to the parent of ``key`` and hang up; raises OSError when none answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.connect(_address(key))
+        probe.connect(socket_address(key))
 
 
 def _enabled(env: Mapping[str, str]) -> bool:
@@ -174,36 +165,36 @@ def _install(env: Mapping[str, str]) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def _folder() -> Path:
+def state_folder() -> Path:
     return Path(tempfile.gettempdir()) / f"lab2market-warm-{os.getuid()}"
 
 
-def _address(key: str) -> str:
+def socket_address(key: str) -> str:
     return f"\0lab2market-warm-{key}"  # abstract: no file to leave behind, no path length limit
 
 
 def _ask(key: str, request: dict) -> int:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(REPLY_TIMEOUT_S)
-        conn.connect(_address(key))
+        conn.connect(socket_address(key))
         conn.sendall(json.dumps(request).encode() + b"\n")
-        reply = json.loads(_read_line(conn))
+        reply = json.loads(read_line(conn))
     if "pid" not in reply:
         raise ValueError(reply.get("error", "no pid in the reply"))
     return int(reply["pid"])
 
 
 def _start_parent(key: str, env: Mapping[str, str]) -> None:
-    folder = _folder()
+    folder = state_folder()
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         clean = {k: v for k, v in env.items() if k not in THREAD_VARS}
-        spawn_detached(["-m", "core.runs.warm", key], folder / f"{key}.log", clean)
+        spawn_detached(["-m", "core.runs.warm_parent", key], folder / f"{key}.log", clean)
     except OSError as exc:
         log.warning("could not start the warm parent: %s", exc)
 
 
-def _read_line(conn: socket.socket, limit: int = 1 << 20) -> bytes:
+def read_line(conn: socket.socket, limit: int = 1 << 20) -> bytes:
     data = b""
     while not data.endswith(b"\n"):
         chunk = conn.recv(65536)
@@ -213,155 +204,14 @@ def _read_line(conn: socket.socket, limit: int = 1 << 20) -> bytes:
     return data
 
 
-# -- the parent -----------------------------------------------------------------------------------
-
-
-def serve(key: str, idle_s: float) -> int:
-    """Bind the socket (a second parent for the same key stops here, before any import), import
-    the engine, then fork a child per request until ``idle_s`` pass without one."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(_address(key))
-    except OSError:
-        return 0  # another parent serves this key
-    import importlib
-
-    for name in PRELOAD:
-        importlib.import_module(name)
-    import torch
-
-    from core.cli.main import build_parser
-
-    build_parser()
-
-    threads = torch.get_num_threads()
-    if threading.active_count() > 1 or torch.cuda.is_initialized():
-        print("not fork-safe after the imports (threads or CUDA); not serving", flush=True)
-        return 1
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
-    # The newest parent of an installation is its current one: an older one (older code) ends
-    # at its next tick rather than idling on with its memory.
-    current = _folder() / f"{key.split('-')[0]}.current"
-    current.write_text(f"{key} {os.getpid()}")
-    listener.listen(32)
-    listener.settimeout(TICK_S)
-    print(f"warm parent {os.getpid()} serving {key}", flush=True)
-    last = time.monotonic()
-    while time.monotonic() - last < idle_s:
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            if _read(current).split(" ")[0] != key:
-                print("superseded by a parent of newer code; ending", flush=True)
-                return 0
-            continue
-        with conn:
-            _answer(conn, listener, threads)
-        last = time.monotonic()
-    return 0
-
-
 def current_parent(env: Mapping[str, str]) -> tuple[str, int] | None:
     """The key and pid of the installation's newest parent, if one has started."""
-    text = _read(_folder() / f"{_install(env)}.current").split(" ")
+    text = read_or_empty(state_folder() / f"{_install(env)}.current").split(" ")
     return (text[0], int(text[1])) if len(text) == 2 and text[1].isdigit() else None
 
 
-def _read(path: Path) -> str:
+def read_or_empty(path: Path) -> str:
     try:
         return path.read_text()
     except OSError:
         return ""
-
-
-def _answer(conn: socket.socket, listener: socket.socket, threads: int) -> None:
-    try:
-        conn.settimeout(REPLY_TIMEOUT_S)
-        _, uid, _ = struct.unpack("3i", conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        if uid != os.getuid():
-            return  # only this user's jobs: a child runs with this user's rights
-        request = json.loads(_read_line(conn))
-        pid = _fork_job(request, (listener, conn), threads)
-        reply: dict = {"pid": pid}
-    except Exception as exc:  # noqa: BLE001  (the dispatcher falls back to a cold start)
-        reply = {"error": f"{type(exc).__name__}: {exc}"}
-    try:
-        conn.sendall(json.dumps(reply).encode() + b"\n")
-    except OSError:
-        pass
-
-
-def _fork_job(request: dict, sockets: tuple[socket.socket, ...], threads: int) -> int:
-    log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    ready_r, ready_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        os.close(log_fd)
-        os.close(ready_w)
-        # Reply only once the child leads its own session: a cancel that signals the recorded
-        # pid's group must never reach this parent's group.
-        with os.fdopen(ready_r, "rb") as ready:
-            if ready.read(1) != b"1":
-                raise OSError(f"the child {pid} did not start its session")
-        return pid
-    code = 1
-    try:  # the child: from here on, what `python -m core ARGV` would have been
-        for sock in sockets:
-            sock.close()
-        os.close(ready_r)
-        os.setsid()
-        os.write(ready_w, b"1")
-        os.close(ready_w)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.close(log_fd)
-        os.chdir(request["cwd"])
-        _retitle(request["argv"])  # before the environment changes: setproctitle needs it intact
-        os.environ.clear()
-        os.environ.update(request["env"])
-        code = _run(request["argv"], threads)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001  (reported in the job's log, as a crash would be)
-        traceback.print_exc()
-    finally:
-        try:
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
-def _retitle(args: list[str]) -> None:
-    """`ps` shows the job's command, as for a cold start, not the parent's."""
-    try:
-        from setproctitle import setproctitle
-    except ImportError:
-        return
-    setproctitle(shlex.join([sys.executable, "-m", "core", *args]))
-
-
-def _run(args: list[str], default_threads: int) -> int:
-    import numpy as np
-    import torch
-
-    wanted = os.environ.get("OMP_NUM_THREADS", "")
-    torch.set_num_threads(int(wanted) if wanted.isdigit() and int(wanted) > 0
-                          else default_threads)
-    torch.seed()  # fresh seeds, as a fresh interpreter has (a run seeds itself from its config)
-    np.random.seed()
-    sys.argv = [str(PROJECT_ROOT / "core" / "__main__.py"), *args]
-    from core.cli.main import main
-
-    return main(args)
-
-
-if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1], float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)))

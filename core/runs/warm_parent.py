@@ -1,0 +1,256 @@
+"""The warm job parent (see :mod:`core.runs.warm`): imports the engine once, then answers each
+job request with a child forked ahead of it, until it has been idle for ``idle_s``.
+
+``python -m core.runs.warm_parent KEY``, started by :func:`core.runs.warm.spawn` on demand.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+import os
+import shlex
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+
+from core.runs.processes import PROJECT_ROOT
+from core.runs.warm import (
+    DEFAULT_IDLE_S,
+    IDLE_ENV,
+    REPLY_TIMEOUT_S,
+    read_line,
+    read_or_empty,
+    socket_address,
+    state_folder,
+)
+
+TICK_S = 5.0  # how often an idle parent checks that it is still its installation's current one
+# What the jobs import: the CLI, the trainer (torch, numpy), a job's bookkeeping, and a study's
+# driver and trials (optuna), and the dataset registry (a driver's first trial record reads it).
+# The parent also builds the CLI's parser once, which imports every
+# command module: a child would otherwise spend ~40 ms on that before its work.
+PRELOAD = ("torch", "torchvision.models", "optuna", "core.cli.main", "core.train.run",
+           "core.runs.body", "core.tune.callback", "core.tune.driver", "core.data")
+
+
+def serve(key: str, idle_s: float) -> int:
+    """Bind the socket (a second parent for the same key stops here, before any import), import
+    the engine, then fork a child per request until ``idle_s`` pass without one."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(socket_address(key))
+    except OSError:
+        return 0  # another parent serves this key
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    import torch
+
+    from core.cli.main import build_parser
+    from core.data.fingerprints import prepare_builtins
+
+    build_parser()
+    prepare_builtins()  # the built-in datasets, built once for every job that uses one
+    # What the imports made is never garbage: out of the collector's sight, a child's full
+    # collection walks only its own objects (0.2 ms, not ~190 ms over these ~350k), and does
+    # not copy every page it would have touched (copy-on-write).
+    gc.freeze()
+
+    threads = torch.get_num_threads()
+    if threading.active_count() > 1 or torch.cuda.is_initialized():
+        print("not fork-safe after the imports (threads or CUDA); not serving", flush=True)
+        return 1
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    spares = _Spares(listener, threads)
+    # The newest parent of an installation is its current one: an older one (older code) ends
+    # at its next tick rather than idling on with its memory.
+    current = state_folder() / f"{key.split('-')[0]}.current"
+    current.write_text(f"{key} {os.getpid()}")
+    listener.listen(32)
+    listener.settimeout(TICK_S)
+    print(f"warm parent {os.getpid()} serving {key}", flush=True)
+    last = time.monotonic()
+    while time.monotonic() - last < idle_s:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if read_or_empty(current).split(" ")[0] != key:
+                print("superseded by a parent of newer code; ending", flush=True)
+                return 0
+            continue
+        with conn:
+            _answer(conn, spares)
+        spares.refill()  # after the reply (and with the connection closed: not inherited)
+        last = time.monotonic()
+    return 0
+
+
+def _answer(conn: socket.socket, spares: _Spares) -> None:
+    try:
+        conn.settimeout(REPLY_TIMEOUT_S)
+        _, uid, _ = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid != os.getuid():
+            return  # only this user's jobs: a child runs with this user's rights
+        request = json.loads(read_line(conn))
+        pid = spares.start(request)
+        reply: dict = {"pid": pid}
+    except Exception as exc:  # noqa: BLE001  (the dispatcher falls back to a cold start)
+        reply = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        conn.sendall(json.dumps(reply).encode() + b"\n")
+    except OSError:
+        pass
+
+
+class _Spares:
+    """The child forked ahead of the next request: it leads its own session already and waits on
+    a socket pair for its job (the request, and the log file the parent opened for it). When the
+    parent ends, for whatever reason, the spare reads end-of-file and exits."""
+
+    def __init__(self, listener: socket.socket, threads: int) -> None:
+        self._listener, self._threads = listener, threads
+        self._spare: tuple[int, socket.socket] | None = None
+        self.refill()
+
+    def refill(self) -> None:
+        if self._spare is None:
+            try:
+                self._spare = self._fork()
+            except OSError as exc:  # e.g. out of processes: the next request forks again
+                print(f"could not fork a spare child: {exc}", flush=True)
+
+    def start(self, request: dict) -> int:
+        """Hand the job to the spare (one forked now when there is none, or it died); its pid."""
+        log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            message = json.dumps(request).encode() + b"\n"
+            spare, self._spare = self._spare or self._fork(), None
+            try:
+                return _hand_over(spare, message, log_fd)
+            except OSError:  # it died waiting (killed, out of memory): a fresh one, once
+                return _hand_over(self._fork(), message, log_fd)
+        finally:
+            os.close(log_fd)
+
+    def _fork(self) -> tuple[int, socket.socket]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ready_r, ready_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            theirs.close()
+            os.close(ready_w)
+            # Only a child that leads its own session is handed a job: a cancel that signals
+            # the recorded pid's group must never reach this parent's group.
+            with os.fdopen(ready_r, "rb") as ready:
+                if ready.read(1) != b"1":
+                    ours.close()
+                    raise OSError(f"the child {pid} did not start its session")
+            return pid, ours
+        code = 1
+        try:  # the child: waits for its job, then is what `python -m core ARGV` would have been
+            self._listener.close()
+            ours.close()
+            os.close(ready_r)
+            os.setsid()
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+            request, log_fd = _receive(theirs)
+            if request is None:  # the parent ended before handing it a job
+                code = 0
+                return
+            _become(request, log_fd)
+            code = _run(request["argv"], self._threads)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:  # noqa: BLE001  (reported in the job's log, as a crash would be)
+            traceback.print_exc()
+        finally:
+            try:
+                atexit._run_exitfuncs()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        raise AssertionError("unreachable")
+
+
+def _hand_over(spare: tuple[int, socket.socket], message: bytes, log_fd: int) -> int:
+    """Give the spare its job; its pid once it has taken it (a spare killed a moment ago may
+    still accept the bytes: only its answer says it lives)."""
+    pid, channel = spare
+    with channel:
+        channel.settimeout(REPLY_TIMEOUT_S)
+        socket.send_fds(channel, [message], [log_fd])
+        if channel.recv(1) != b"1":
+            raise OSError(f"the spare child {pid} is gone")
+    return pid
+
+
+def _receive(channel: socket.socket) -> tuple[dict | None, int]:
+    """The job's request and log file descriptor; (None, -1) at end-of-file."""
+    with channel:
+        data, fds, _, _ = socket.recv_fds(channel, 65536, 1)
+        if not data:
+            return None, -1
+        while not data.endswith(b"\n"):
+            chunk = channel.recv(65536)
+            if not chunk:
+                raise ValueError("incomplete request")
+            data += chunk
+        channel.sendall(b"1")  # taken: the parent replies with this pid
+    if len(fds) != 1:
+        raise ValueError("no log file with the request")
+    return json.loads(data), fds[0]
+
+
+def _become(request: dict, log_fd: int) -> None:
+    """Turn this waiting child into the job's process: signals, standard streams, folder, title
+    and environment as a fresh ``python -m core`` started by the dispatcher would have."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.chdir(request["cwd"])
+    _retitle(request["argv"])  # before the environment changes: setproctitle needs it intact
+    os.environ.clear()
+    os.environ.update(request["env"])
+
+
+def _retitle(args: list[str]) -> None:
+    """`ps` shows the job's command, as for a cold start, not the parent's."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(shlex.join([sys.executable, "-m", "core", *args]))
+
+
+def _run(args: list[str], default_threads: int) -> int:
+    import numpy as np
+    import torch
+
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(int(wanted) if wanted.isdigit() and int(wanted) > 0
+                          else default_threads)
+    torch.seed()  # fresh seeds, as a fresh interpreter has (a run seeds itself from its config)
+    np.random.seed()
+    sys.argv = [str(PROJECT_ROOT / "core" / "__main__.py"), *args]
+    from core.cli.main import main
+
+    return main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1], float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_S)))
