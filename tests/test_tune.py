@@ -177,6 +177,8 @@ def test_grid_study_enumerates_exactly_its_grid_then_draws_and_deletes(workspace
                    "--param", "lr=choice:0.001,0.01", "--param", "batch_size=choice:32,64",
                    home=home, timeout=600)
     assert out["n_trials"] == 4 and out["state"] == "completed"
+    read = run_json("study", out["study_id"], home=home)  # Optuna's record of it, read afresh
+    assert (read["trials"], read["best"]) == (out["trials"], out["best"])  # = its driver's report
     seen = sorted((t["params"]["lr"], t["params"]["batch_size"]) for t in out["trials"])
     assert seen == [(0.001, 32), (0.001, 64), (0.01, 32), (0.01, 64)]
     for name in plot_names(multi_objective=False):
@@ -210,6 +212,7 @@ def test_detached_study_is_cancelled_killed_resumed_and_promoted(home: Path):
                    "--sampler", "random", "--pruner", "none",
                    "--param", "lr=loguniform:1e-3:1e-2", "--detach", home=home)
     study_id = out["study_id"]
+    assert out["state"] in ("queued", "running")  # readable before its driver made its journal
     store = Store(home)
 
     def training() -> object:

@@ -93,7 +93,7 @@ def tune(args: argparse.Namespace) -> Result:
         return result
     print(f"study {study.id}", file=sys.stderr)
     follow_study(args.ws, study.id)
-    return study_result(args.ws, study.id)
+    return study_result(args.ws, study.id, as_reported=True)
 
 
 def follow_study(ws: Workspace, study_id: str) -> None:
@@ -107,11 +107,14 @@ def follow_study(ws: Workspace, study_id: str) -> None:
         lambda: cancel_study(store, study_id), interval=0.5)
 
 
-def study_result(ws: Workspace, study_id: str) -> Result:
-    """A study as ``study`` prints it; exit 0 unless it failed or was interrupted."""
+def study_result(ws: Workspace, study_id: str, as_reported: bool = False) -> Result:
+    """A study as ``study`` prints it; exit 0 unless it failed or was interrupted.
+    ``as_reported``: as its driver reported it at its end, when it ran to its budget."""
     from core.tune import render, study_summary
+    from core.tune.report import reported_summary
 
-    summary = study_summary(ws.store, study_id)
+    summary = (reported_summary(ws.store, study_id) if as_reported else None) \
+        or study_summary(ws.store, study_id)
     return Result(summary, render(summary), 1 if summary["state"] in ("failed",
                                                                        "interrupted") else 0)
 

@@ -28,6 +28,7 @@ from core.runs.lifecycle import create_run, enqueue_training, resume
 from core.runs.records import RESUMABLE, Run
 from core.runs.store import Store
 from core.runs.waiting import any_run_ended, wait_until
+from core.tune.report import study_summary
 from core.tune.space import apply_params, suggest
 from core.tune.spec import StudySpec
 from core.tune.study import TRIAL_KIND, create_optuna_study, get_study, open_study, study_spec
@@ -75,8 +76,10 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
             if in_flight:  # the next trial is asked for as soon as one ends
                 trial_ended = any_run_ended(store, in_flight)
                 wait_until(lambda check=trial_ended: stop.requested or check(), PASS_S)
+        # The study as it ends, for whoever waits on it (core.tune.report.reported_summary).
+        summary = study_summary(store, study_id, study)
     return {"study_id": study_id, "status": "cancelled" if stop.requested else "completed",
-            "asked": asked}
+            "asked": asked, "summary": summary}
 
 
 def _catch_up(store: Store, study: Any, spec: StudySpec) -> None:

@@ -65,12 +65,10 @@ def launch_study(store: Store, base: RunConfig, spec: StudySpec, name: str = "")
     store.add_event(study.id, "queued", f"study of {spec.n_trials} trial(s), {spec.sampler} "
                                         f"sampler, {spec.pruner} pruner")
     job = store.create_job(study.id, DRIVER_KIND, python_core("_tune", study.id))
+    # A journal study (a file in the study's folder) is created by its driver: this process
+    # never imports Optuna (~0.1 s, and ~35 ms more at its exit), and a reader before then sees
+    # a study without trials (open_study).
     dispatch(store)
-    if spec.storage is None:
-        # A journal file in the study's folder: the driver creates it too (whoever comes first),
-        # so its first trial does not wait for this process to import Optuna (~0.1 s). Created
-        # here as well, so the study can be read as soon as this returns.
-        _create_or_withdraw(store, study.id, spec)
     log.info("Study %s: driver %s", study.id, job.id)
     return sync_study(store, study.id)
 
@@ -114,15 +112,26 @@ def create_optuna_study(home: Path, study_id: str, spec: StudySpec) -> Any:
 
 def open_study(store: Store, study_id: str, sampler: bool = True) -> Any:
     """The study's Optuna study, with its sampler (``sampler=False``: a cheap random one, for a
-    reader or a trial that only reports) and its pruner."""
+    reader or a trial that only reports) and its pruner. A reader that comes before the driver
+    has created a journal study gets an empty one (in memory): no trials yet."""
     import optuna
 
     run = get_study(store, study_id)
     spec = study_spec(run)
-    return optuna.load_study(
-        study_name=study_id, storage=optuna_storage(store.home, study_id, spec.storage),
-        sampler=spec.build_sampler() if sampler else optuna.samplers.RandomSampler(),
-        pruner=spec.build_pruner(run.config["train"]["epochs"]))
+    try:
+        return optuna.load_study(
+            study_name=study_id, storage=optuna_storage(store.home, study_id, spec.storage),
+            sampler=spec.build_sampler() if sampler else optuna.samplers.RandomSampler(),
+            pruner=spec.build_pruner(run.config["train"]["epochs"]))
+    except KeyError:  # Optuna: no study of that name (yet)
+        if sampler or spec.storage is not None:  # the driver creates it before it opens it
+            raise
+        verbosity = optuna.logging.get_verbosity()  # no "new study created in memory" line
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            return optuna.create_study(directions=spec.directions)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
 
 
 # -- read -----------------------------------------------------------------------------------------
