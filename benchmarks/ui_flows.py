@@ -16,9 +16,9 @@ beside its floor:
   over) and stored. Goals 1.5 s / 0.3 s. ``right_after_start_s``: a cold one clicked as soon as
   a fresh server's first page is drawn (it also waits for the warm-up's torch import).
 * ``predict_5_images``: Predict clicked with 5 uploaded digits until the fifth card's top-k
-  chart is drawn; the model was loaded by the server before (warm). Goal 0.5 s. ``warm_s``: in a
-  tab that has drawn a Plotly chart before (Train's curves, then the sidebar link to Predict);
-  ``first_in_new_tab_s``: in a new tab, which also loads the chart library (Plotly.js).
+  bars are drawn; the model was loaded by the server before (warm). Goal 0.5 s. ``warm_s``: in a
+  tab that showed Train before (its curves drawn, then the sidebar link to Predict);
+  ``first_in_new_tab_s``: the page opened in a new tab.
 * ``gradcam_digits``: Explain clicked until the Grad-CAM overlay is drawn, on a run whose model
   the server never loaded (cold), then on another image (warm). Goals 3 s / 1 s. It waits for
   whatever the page draws first (the warm path's map preview, or a job's finished card);
@@ -28,7 +28,8 @@ beside its floor:
   weights downloaded) for one epoch on 32 generated shapes, as the compression tests do.
 
 "Drawn" means the element exists, is not a stale element of the previous script run, and holds
-what the click asked for (the new file's name, the chart's points counted from Plotly's own data).
+what the click asked for (the new file's name, the chart's points counted from Plotly's own data,
+the bars).
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ if st.button("Go", key="floor_go"):
 
 # True once an element matching ``sel`` holds, in element containers that are not stale (left
 # over from the previous script run), ``text`` / a Plotly chart of at least ``points`` points /
-# a drawn image (an <img>, or an <image> in a Plotly chart: heat maps and go.Image draw those).
-SHOWN_JS = """({sel, text, points, image}) => {
+# at least ``bars`` progress bars / a drawn image (an <img>, or an <image> in a Plotly chart:
+# heat maps and go.Image draw those).
+SHOWN_JS = """({sel, text, points, bars, image}) => {
   const count = (p) => p._fullData.reduce((n, t) => n + (t._length ?? (t.x ? t.x.length : 0)), 0);
   for (const el of document.querySelectorAll(sel)) {
     if (el.closest('[data-stale="true"]')) continue;
@@ -65,6 +67,9 @@ SHOWN_JS = """({sel, text, points, image}) => {
     if (text && !parts.some(c => c.innerText.includes(text))) continue;
     const plots = parts.map(c => c.querySelector('.js-plotly-plot')).filter(p => p && p._fullData);
     if (points && !plots.some(p => count(p) >= points)) continue;
+    const shown = new Set(parts.flatMap(c => [...c.querySelectorAll('[data-testid="stProgress"]')])
+      .filter(b => !b.closest('[data-stale="true"]')));
+    if (bars && shown.size < bars) continue;
     const img = parts.some(c => [...c.querySelectorAll('img')].some(
       i => i.complete && i.naturalWidth > 0));
     if (image && !img && !plots.some(p => p._fullData.length && p.querySelector('image'))) continue;
@@ -74,10 +79,11 @@ SHOWN_JS = """({sel, text, points, image}) => {
 }"""
 
 
-def wait_shown(page, sel: str, text: str = "", points: int = 0, image: bool = False,
-               timeout_ms: float = WAIT_MS) -> None:
+def wait_shown(page, sel: str, text: str = "", points: int = 0, bars: int = 0,
+               image: bool = False, timeout_ms: float = WAIT_MS) -> None:
     page.wait_for_function(SHOWN_JS, arg={"sel": sel, "text": text, "points": points,
-                                          "image": image}, timeout=timeout_ms, polling="raf")
+                                          "bars": bars, "image": image},
+                           timeout=timeout_ms, polling="raf")
 
 
 def timed(action: Callable[[], None], until: Callable[[], None]) -> float:
@@ -214,7 +220,7 @@ def predict_once(browser, url: str, run_id: str, images: list[Path], charted: bo
         last = len(images) - 1
         return timed(lambda: page.locator(".st-key-predict_run button").click(),
                      lambda: wait_shown(page, f".st-key-predict_card_{last}",
-                                        text=images[-1].name, points=5))
+                                        text=images[-1].name, bars=5))
 
 
 def predict_flow(browser, url: str, run_id: str, home: Path, rounds: int) -> dict:

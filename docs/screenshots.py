@@ -152,7 +152,8 @@ def predict(session: Session) -> None:
     page.wait_for_function(
         "() => !document.querySelector('.st-key-predict_run button').disabled")
     page.locator(".st-key-predict_run button").click()
-    page.locator(".st-key-predict_card_4 .js-plotly-plot").wait_for(timeout=WAIT_MS)
+    page.locator('.st-key-predict_card_4 [data-testid="stProgress"]').first.wait_for(
+        timeout=WAIT_MS)
     session.save("predict")
 
 

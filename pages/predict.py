@@ -9,9 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.analyze.predict import Prediction, predict_files, predict_rows, top_k
+from core.analyze.predict import Prediction, predict_files, predict_rows
 from core.errors import UserError
-from core.explain.plots import topk_figure
 from ui import state
 from ui.explain_views import (
     MAX_CARDS,
@@ -132,9 +131,11 @@ def render_card(column, result: Prediction, image: bytes | None, classes: list[s
         st.markdown(f"**{plain(result.name)}**")
         if image is not None:
             st.image(image, width=128)
-        st.plotly_chart(topk_figure(top_k(result.probs, classes, k)),
-                        config={"displayModeBar": False},
-                        key=f"predict_topk_{index}")
+        # The top-k as labelled bars, most probable first: drawn at once, where one chart a
+        # card (a Plotly figure built, serialised and laid out) was most of the wait.
+        with st.container(key=f"predict_topk_{index}"):
+            for label, p in result.top(classes, k):
+                st.progress(min(max(p, 0.0), 1.0), text=f"{plain(label)} · {p:.1%}")
 
 
 require_router()

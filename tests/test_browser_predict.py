@@ -44,8 +44,9 @@ def test_predict_an_upload_then_see_its_grad_cam(trained, page, artifacts) -> No
         page.locator(".st-key-predict_run button").click()
         card = page.locator(".st-key-predict_card_0")
         card.get_by_text(image.name).wait_for()
-        card.locator(".js-plotly-plot .bars .point").nth(TOP_K - 1).wait_for()
-        assert card.locator(".js-plotly-plot .bars .point").count() == TOP_K
+        bars = card.locator('[data-testid="stProgress"]')  # the top-k, one labelled bar each
+        bars.nth(TOP_K - 1).wait_for()
+        assert bars.count() == TOP_K and "%" in bars.first.inner_text()
         page.screenshot(path=str(artifacts / "predict_topk.png"))
 
         page.locator('[data-testid="stSidebarNav"] a[href$="/explain"]').click()

@@ -88,7 +88,9 @@ def test_predict_page_uploads_with_a_bad_file(env):
     table = frame_with(at, "file")
     assert list(table["file"]) == ["digit.png", "broken.png"]
     assert table["error"][0] == "" and table["top 3"][0].count(",") == 2
-    assert "predict_topk_0" in charts(at)
+    bars = [b.proto.text for b in at.get("progress")]  # the card's top 3, most probable first
+    assert len(bars) == 3 and all(text.endswith("%") for text in bars), bars
+    assert table["top 3"][0].split(" ")[0] == bars[0].split(" ")[0]
     assert at.get("download_button")
 
 

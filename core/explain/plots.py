@@ -134,20 +134,6 @@ def beeswarm_figure(values: np.ndarray, rows: np.ndarray, feature_names: Sequenc
     return _layout(fig, title, 100 + 26 * len(order))
 
 
-def topk_figure(top: Sequence[tuple[str, float]], title: str = "", height: int | None = None):
-    """The top-k classes and their probabilities, most probable on top."""
-    import plotly.graph_objects as go
-
-    labels = [c for c, _ in top][::-1]
-    probs = [p for _, p in top][::-1]
-    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", text=[f"{p:.1%}" for p in probs],
-                           textposition="auto", marker={"color": "#1f77b4"},
-                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability")
-    fig.update_yaxes(type="category")
-    return _layout(fig, title, height or 70 + 28 * len(top))
-
-
 def _layout(fig, title: str, height: int, top: int | None = None, bottom: int = 10):
     fig.update_layout(title={"text": title} if title else None, height=height,
                       margin={"l": 10, "r": 10, "t": top if top is not None else
