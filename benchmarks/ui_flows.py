@@ -7,8 +7,10 @@ beside its floor:
   the sidebar's page links) against an empty Streamlit app (a title and a button) started the
   same way, in the same browser: the server's first visitor (it pays the script's imports) and a
   new visitor of a started server (a fresh browser context: no cache, a new session), timed
-  once the machine is quiet after the first visit (the app's one-time background warm-up: the
-  warm job parent and the torch preload). Goal: the app within 1.2x of the empty app.
+  once the machine is quiet after the first visits (the app's one-time background warm-up: the
+  warm job parent and the torch preload): 7 new visitors of each (3 with ``--quick``), taking
+  turns with the two servers up, their medians compared. Goal: the app within 1.2x of the
+  empty app.
 * ``click_floor_s``: a click on the empty app's button until its text is on screen: what any
   click costs in Streamlit on this machine, the floor of the figures below.
 * ``evaluate_digits_test``: the sidebar link to Evaluate clicked until the metric cards show,
@@ -132,28 +134,31 @@ def wait_until_quiet(limit_s: float = 60.0, busy_percent: float = 15.0) -> float
     return round(time.perf_counter() - start, 2)
 
 
-def load_times(browser, url: str, ready: Callable, visitors: int) -> dict:
-    """The server's first visitor, then (once the machine is quiet again) the median of
-    ``visitors`` new ones (fresh browser contexts: no cache, a new session)."""
-    def visit() -> float:
-        with new_page(browser, timeout_ms=WAIT_MS) as page:
-            return timed(lambda: page.goto(url), lambda: ready(page))
-
-    first = visit()
-    settled = wait_until_quiet()
-    return {"server_first_visit_s": first, "settled_after_s": settled,
-            "new_visitor_s": round(statistics.median(visit() for _ in range(visitors)), 3)}
+def visit_time(browser, url: str, ready: Callable) -> float:
+    """A new visitor (a fresh browser context: no cache, a new session) until ``ready``."""
+    with new_page(browser, timeout_ms=WAIT_MS) as page:
+        return timed(lambda: page.goto(url), lambda: ready(page))
 
 
 def first_load(browser, home: Path, tmp: Path, visitors: int) -> dict:
+    """The server's first visitor of each app, then (once the machine is quiet again) ``visitors``
+    new visitors of each, taking turns: the app, the empty app, the app, ... so that whatever
+    drifts on the machine meanwhile weighs on both alike; the medians are compared."""
     folder = tmp / "empty_app"
     (folder / ".streamlit").mkdir(parents=True)
     shutil.copy(ROOT / ".streamlit" / "config.toml", folder / ".streamlit" / "config.toml")
     (folder / "empty_app.py").write_text(EMPTY_APP)
-    with streamlit_app(home, script=folder / "empty_app.py") as url:
-        empty = load_times(browser, url, empty_ready, visitors)
+    with streamlit_app(home, script=folder / "empty_app.py") as empty_url, \
+            streamlit_app(home, OMP_NUM_THREADS="1") as app_url:
+        first = {"empty": visit_time(browser, empty_url, empty_ready),
+                 "app": visit_time(browser, app_url, home_ready)}
+        settled = wait_until_quiet()
+        times: dict[str, list[float]] = {"empty": [], "app": []}
+        for _ in range(visitors):
+            times["app"].append(visit_time(browser, app_url, home_ready))
+            times["empty"].append(visit_time(browser, empty_url, empty_ready))
         with new_page(browser, timeout_ms=WAIT_MS) as page:
-            page.goto(url)
+            page.goto(empty_url)
             empty_ready(page)
             clicks = []
             for n in range(1, 4):
@@ -161,8 +166,9 @@ def first_load(browser, home: Path, tmp: Path, visitors: int) -> dict:
                     lambda page=page: page.locator(".st-key-floor_go button").click(),
                     lambda page=page, n=n: wait_shown(page, '[data-testid="stMain"]',
                                                       text=f"done {n}")))
-    with streamlit_app(home, OMP_NUM_THREADS="1") as url:
-        app = load_times(browser, url, home_ready, visitors)
+    app, empty = ({"server_first_visit_s": first[name], "settled_after_s": settled,
+                   "new_visitor_s": round(statistics.median(times[name]), 3),
+                   "new_visitors_s": times[name]} for name in ("app", "empty"))
     ratio = app["new_visitor_s"] / empty["new_visitor_s"]
     return {"first_load": {
         "app": app, "empty_app": empty, "new_visitor_ratio": round(ratio, 2),
@@ -317,7 +323,7 @@ def browser_flows(browser, tmp: Path, quick: bool) -> dict:
     early = train_digits(home, "evaluated early")
     resnet = None if quick else train_resnet18(home)
     results: dict = {"load_avg_1m_before": round(os.getloadavg()[0], 2)}
-    results.update(first_load(browser, home, tmp, visitors=1 if quick else 3))
+    results.update(first_load(browser, home, tmp, visitors=3 if quick else 7))
     with streamlit_app(home, OMP_NUM_THREADS="1") as url:
         with new_page(browser, timeout_ms=WAIT_MS) as page:
             results["evaluate_digits_test"] = evaluate_flow(page, url, evaluated, early)
