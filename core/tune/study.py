@@ -74,14 +74,11 @@ def launch_study(store: Store, base: RunConfig, spec: StudySpec, name: str = "")
 
 
 def _create_or_withdraw(store: Store, study_id: str, spec: StudySpec) -> None:
-    """Create the study's Optuna study; when that fails, leave no half study (its driver, if
-    already queued, is withdrawn with it)."""
+    """Create the study's Optuna study (before its driver is queued); when that fails, leave no
+    half study."""
     try:
         create_optuna_study(store.home, study_id, spec)
     except Exception as exc:
-        for job in driver_jobs(store, study_id):
-            if job.is_active:
-                cancel_job(store, job.id)
         store.set_status(study_id, "failed", error=str(exc))
         delete(store, study_id)
         if isinstance(exc, UserError):
@@ -107,7 +104,7 @@ def create_optuna_study(home: Path, study_id: str, spec: StudySpec) -> Any:
     return optuna.create_study(study_name=study_id,
                                storage=optuna_storage(home, study_id, spec.storage),
                                directions=spec.directions, sampler=spec.build_sampler(),
-                               load_if_exists=True)  # the launcher and the driver both may
+                               load_if_exists=True)  # at a URL, its launcher created it
 
 
 def open_study(store: Store, study_id: str, sampler: bool = True) -> Any:
