@@ -19,6 +19,7 @@ from core import runs
 from core.config import RunConfig
 from core.errors import InvalidConfig, InvalidRunState
 from core.runs import launchers
+from core.runs.jobs import thread_env
 from core.runs.processes import is_alive
 from core.runs.store import Store
 
@@ -84,6 +85,25 @@ def test_a_light_job_does_not_wait_behind_training(home):
     stopped = runs.cancel(store, busy.id, timeout=30)
     assert stopped.status == "cancelled"
     assert store.latest_job(busy.id, "train").status == "cancelled"
+
+
+def test_a_job_in_company_gets_one_thread_but_a_waiting_study_driver_is_no_company(
+        home, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    store = Store(home)
+    run = runs.create_run(store, RunConfig())
+
+    def running(kind: str):  # as the dispatcher leaves a claimed job, before its process
+        job = store.create_job(run.id, kind, ["-m", "core", "status", run.id])
+        assert store.set_job_status(job.id, "running")
+        return store.get_job(job.id)
+
+    trial = running("trial")
+    assert thread_env(store, trial) == {}  # alone: every core
+    running("tune")  # its study's driver, waiting on it
+    assert thread_env(store, trial) == {}
+    running("train")  # another training: both would spin on the same two cores
+    assert thread_env(store, trial) == {"OMP_NUM_THREADS": "1"}
 
 
 def test_a_job_that_ignores_sigterm_is_killed_and_says_so(home):

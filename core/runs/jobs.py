@@ -19,7 +19,7 @@ from pathlib import Path
 from core.errors import InvalidConfig, InvalidRunState
 from core.runs.executors import executor_name, get_executor, job_env
 from core.runs.processes import is_alive
-from core.runs.records import ACTIVE, HEAVY_KINDS, Job
+from core.runs.records import ACTIVE, HEAVY_KINDS, WAITING_KINDS, Job
 from core.runs.store import Store
 from core.workspace import run_dir
 
@@ -102,12 +102,18 @@ def dispatch(store: Store) -> list[str]:
     return started
 
 
+def thread_env(store: Store, job: Job) -> dict[str, str]:
+    """One OpenMP thread for a job that is not alone (or is a DDP launcher): on two cores, threads
+    of several jobs spin-waiting for each other make every job several times slower. A study's
+    driver, which waits, is no company: its trial at parallel 1 trains on every core."""
+    company = [j for j in store.active_jobs() if j.id != job.id and j.kind not in WAITING_KINDS]
+    if company or "torch.distributed.run" in job.argv:
+        return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return {}
+
+
 def _spawn(store: Store, job: Job) -> None:
-    env = job_env(store)  # the same store (and executor) for the jobs this one queues
-    # Two cores shared by several jobs: OpenMP threads that spin-wait for each other make every
-    # job several times slower, so a job that is not alone (or is a DDP launcher) gets one.
-    if len(store.active_jobs()) > 1 or "torch.distributed.run" in job.argv:
-        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+    env = {**job_env(store), **thread_env(store, job)}  # the same store for the jobs it queues
     if job.run_id.startswith(DATASET_SUBJECT):  # no run folder: the workspace's jobs/ folder
         log = store.home / "jobs" / f"{job.id}.log"
     else:

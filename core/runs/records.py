@@ -29,6 +29,11 @@ RUN_KINDS = ("trained", "trial", "pruned", "distilled", "ensemble", "cv_fold", "
 # export, bench, serve) is light and never waits behind a training job.
 HEAVY_KINDS = frozenset({"train", "trial", "prune", "distill", "ensemble", "cv", "lr_find",
                          "batch_find"})  # batch_find: a job about a dataset, no run
+# A study's driver (core.tune): a light job that waits on its trials (it must not hold a queue
+# slot) and spends a few ms on Optuna between them.
+DRIVER_KIND = "tune"
+# Jobs that mostly wait: no company when a job's thread count is chosen (core.runs.jobs).
+WAITING_KINDS = frozenset({DRIVER_KIND})
 
 
 @dataclass

@@ -18,7 +18,7 @@ from core.config import RunConfig
 from core.errors import InvalidConfig, InvalidRunState, UserError
 from core.runs.jobs import cancel_job, dispatch, python_core, reconcile
 from core.runs.lifecycle import cancel, create_run, delete, launch
-from core.runs.records import ACTIVE, RESUMABLE, Job, Run
+from core.runs.records import ACTIVE, DRIVER_KIND, RESUMABLE, Job, Run
 from core.runs.store import Store
 from core.tune.space import check_param
 from core.tune.spec import StudySpec
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 STUDY_KIND = "study"
 TRIAL_KIND = "trial"
-DRIVER_KIND = "tune"  # a light job: it waits on trials, it must not hold a queue slot
 JOURNAL = "optuna.journal"  # the default Optuna storage, in the study's run folder
 FINISHED = ("completed", "pruned", "failed")  # trial runs Optuna has (or gets) a verdict on
 
