@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analyze import ENSEMBLE_METHODS as METHODS
+from core.analyze import ENSEMBLE_METHODS
 from core.analyze.ensemble import read_combiner
 from core.errors import UserError
 from core.runs.launchers import start_ensemble
@@ -73,8 +73,8 @@ def render_build(s: Store) -> None:
                 "on the Train page first.")
         return
     chosen = pick_members(s, runs)
-    method = st.radio("Method", METHODS, key="ensemble_method", horizontal=True,
-                      captions=[METHOD_HELP[m] for m in METHODS],
+    method = st.radio("Method", ENSEMBLE_METHODS, key="ensemble_method", horizontal=True,
+                      captions=[METHOD_HELP[m] for m in ENSEMBLE_METHODS],
                       help="Weights and stacking are fitted on the validation split only; "
                            "the test split is used only to report.")
     name = st.text_input("Name (optional)", key="ensemble_name", max_chars=80)

@@ -156,10 +156,10 @@ def resized(ws: Workspace, members: list[str]) -> str:
 @pytest.fixture(scope="module")
 def ensembles(ws: Workspace, members: list[str]) -> dict[str, str]:
     """One ensemble of ``members`` per combiner method: ``{method: run id}``."""
-    from core.analyze import combiners
+    from core.analyze import ENSEMBLE_METHODS
     from core.analyze.ensemble import create_ensemble
 
-    return {m: create_ensemble(ws, members, m).id for m in combiners.METHODS}
+    return {m: create_ensemble(ws, members, m).id for m in ENSEMBLE_METHODS}
 
 
 # -- AppTest --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ui.format import plain
 from ui.runs import RECENT, has_checkpoint, run_label
 from ui.state import active_run, set_active_run
 
-METHOD_HELP = {  # one line each, under the method picker (the same order as METHODS)
+METHOD_HELP = {  # one line each, under the method picker (the same order as ENSEMBLE_METHODS)
     "soft": "Mean of the members' probabilities.",
     "hard": "Majority vote of the members' predicted classes.",
     "weighted": "Weighted mean; the weights are fitted on the validation split.",

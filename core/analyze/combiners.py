@@ -25,15 +25,14 @@ import numpy as np
 from core.analyze import ENSEMBLE_METHODS
 from core.errors import InvalidConfig
 
-METHODS = ENSEMBLE_METHODS
 EPS = 1e-12  # floor of a probability inside a log: a member sure and wrong is not -inf
 STACKING_FOLDS = 5
 
 
 def check_method(method: str) -> str:
-    if method not in METHODS:
+    if method not in ENSEMBLE_METHODS:
         raise InvalidConfig(f"Unknown ensemble method {method!r}: choose one of "
-                            f"{', '.join(METHODS)}.")
+                            f"{', '.join(ENSEMBLE_METHODS)}.")
     return method
 
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = EVAL_BATCH_SIZE
 FORMAT_VERSION = 1
 ProgressFn = Callable[..., None]  # progress(done, total, message="")
 
@@ -140,7 +139,7 @@ def write_predictions(preds: Predictions, path: str | Path) -> Path:
 
 
 def evaluate(ws: Workspace, run_id: str, split: str = "test",
-             batch_size: int = BATCH_SIZE, progress: ProgressFn | None = None,
+             batch_size: int = EVAL_BATCH_SIZE, progress: ProgressFn | None = None,
              force: bool = False, device: str = "cpu", loaded: Any = None) -> Predictions:
     """The stored predictions of ``split`` if still valid, else one batched pass, stored.
 
@@ -178,7 +177,7 @@ def evaluate(ws: Workspace, run_id: str, split: str = "test",
     return preds
 
 
-def predict_split(loaded: Any, dataset: Any, split: str, batch_size: int = BATCH_SIZE,
+def predict_split(loaded: Any, dataset: Any, split: str, batch_size: int = EVAL_BATCH_SIZE,
                   progress: ProgressFn | None = None) -> Predictions:
     """Predict every sample of ``dataset``'s ``split`` with a ``LoadedRun``, batch by batch.
 

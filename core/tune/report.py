@@ -74,14 +74,19 @@ def study_summary(store: Store, study_id: str, study: Any = None) -> dict[str, A
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     return {
-        "study_id": run.id, "name": run.name, "state": run.status, "status": run.status,
-        "error": run.error, "dataset": run.dataset, "model": run.model,
-        "metrics": spec.metrics, "directions": spec.directions, "sampler": spec.sampler,
-        "pruner": spec.pruner, "n_trials": spec.n_trials, "parallel": spec.parallel,
-        "timeout": spec.timeout, "seed": spec.seed, "epochs": run.config["train"]["epochs"],
-        "space": [p.spec for p in spec.space], "counts": counts, "best": best_payload,
-        "trials": rows, "duration_s": run.duration,
+        "study_id": run.id, "name": run.name, **_now(run), "dataset": run.dataset,
+        "model": run.model, "metrics": spec.metrics, "directions": spec.directions,
+        "sampler": spec.sampler, "pruner": spec.pruner, "n_trials": spec.n_trials,
+        "parallel": spec.parallel, "timeout": spec.timeout, "seed": spec.seed,
+        "epochs": run.config["train"]["epochs"], "space": [p.spec for p in spec.space],
+        "counts": counts, "best": best_payload, "trials": rows,
     }
+
+
+def _now(run: Run) -> dict[str, Any]:
+    """What a study summary takes from the study's row as it is now: its state and duration."""
+    return {"state": run.status, "status": run.status, "error": run.error,
+            "duration_s": run.duration}
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -123,6 +128,4 @@ def reported_summary(store: Store, study_id: str) -> dict[str, Any] | None:
     if last is None or last.status != "completed" or not isinstance(last.result, dict) \
             or "summary" not in last.result:
         return None
-    run = sync_study(store, study_id)
-    return {**last.result["summary"], "state": run.status, "status": run.status,
-            "error": run.error, "duration_s": run.duration}
+    return {**last.result["summary"], **_now(sync_study(store, study_id))}
