@@ -96,14 +96,14 @@ def spawn(argv: Sequence[str], log_path: Path,
     (pid, start time), or None when there is no warm parent to ask (the caller starts the job
     cold; a parent is started for the next job)."""
     full_env = {**os.environ, **(env or {})}
-    if not _enabled(full_env) or list(argv[:2]) != ["-m", "core"]:
+    if not enabled(full_env) or list(argv[:2]) != ["-m", "core"]:
         return None
     key = parent_key(full_env)
     request = {"argv": list(argv[2:]), "env": full_env, "log": str(log_path),
                "cwd": str(PROJECT_ROOT)}
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        pid = _ask(key, request)
+        pid = ask(key, request)
     except ConnectionRefusedError:  # none yet (or it is still importing): start one for later
         _start_parent(key, full_env)
         return None
@@ -116,7 +116,7 @@ def spawn(argv: Sequence[str], log_path: Path,
 def prestart() -> None:
     """Start the warm parent ahead of the first job, so that one starts warm too (the dashboard
     calls this as it opens). Cheap when a parent already answers."""
-    if not _enabled(os.environ):
+    if not enabled(os.environ):
         return
     key = parent_key(os.environ)
     try:
@@ -131,7 +131,7 @@ def wait_ready(timeout: float) -> bool:
     """Start the warm parent if needed and wait until it answers (False: off, or not in time).
     For whoever times jobs (a benchmark, a test) and wants the steady state, not the first
     start after an edit or an idle spell."""
-    if not _enabled(os.environ):
+    if not enabled(os.environ):
         return False
     prestart()
     key = parent_key(os.environ)
@@ -152,7 +152,7 @@ def _probe(key: str) -> None:
         probe.connect(socket_address(key))
 
 
-def _enabled(env: Mapping[str, str]) -> bool:
+def enabled(env: Mapping[str, str]) -> bool:
     """Warm starts are on unless turned off, on Linux (abstract sockets, SO_PEERCRED)."""
     return env.get(WARM_ENV) != "0" and sys.platform.startswith("linux")
 
@@ -179,11 +179,15 @@ def socket_address(key: str) -> str:
     return f"\0lab2market-warm-{key}"  # abstract: no file to leave behind, no path length limit
 
 
-def _ask(key: str, request: dict) -> int:
+def ask(key: str, request: dict, fds: Sequence[int] = ()) -> int:
+    """Send a request (a JSON line, with ``fds`` passed along) to the parent of ``key``; the pid
+    of the child it handed the request to. ConnectionRefusedError: no parent answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(REPLY_TIMEOUT_S)
         conn.connect(socket_address(key))
-        conn.sendall(json.dumps(request).encode() + b"\n")
+        data = json.dumps(request).encode() + b"\n"
+        sent = socket.send_fds(conn, [data], list(fds)) if fds else 0
+        conn.sendall(data[sent:])
         reply = json.loads(read_line(conn))
     if "pid" not in reply:
         raise ValueError(reply.get("error", "no pid in the reply"))
@@ -200,8 +204,8 @@ def _start_parent(key: str, env: Mapping[str, str]) -> None:
         log.warning("could not start the warm parent: %s", exc)
 
 
-def read_line(conn: socket.socket, limit: int = 1 << 20) -> bytes:
-    data = b""
+def read_line(conn: socket.socket, limit: int = 1 << 20, data: bytes = b"") -> bytes:
+    """One newline-ended message (``data``: what was already received of it)."""
     while not data.endswith(b"\n"):
         chunk = conn.recv(65536)
         if not chunk or len(data) > limit:

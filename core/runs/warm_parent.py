@@ -18,7 +18,9 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 
+from core.runs import warm_cli
 from core.runs.processes import PROJECT_ROOT
 from core.runs.warm import (
     DEFAULT_IDLE_S,
@@ -62,6 +64,11 @@ def serve(key: str, idle_s: float) -> int:
     # collection walks only its own objects (0.2 ms, not ~190 ms over these ~350k), and does
     # not copy every page it would have touched (copy-on-write).
     gc.freeze()
+    # Their finalizers too are the parent's: at a child's exit, torch.library's alone deregister
+    # its ~200 operator libraries (26 ms, measured), which the kernel reclaims anyway. What a
+    # job registers itself (a temporary folder's clean-up) still runs.
+    for finalizer in list(getattr(weakref.finalize, "_registry", {})):
+        finalizer.atexit = False
 
     threads = torch.get_num_threads()
     if threading.active_count() > 1 or torch.cuda.is_initialized():
@@ -93,17 +100,22 @@ def serve(key: str, idle_s: float) -> int:
 
 
 def _answer(conn: socket.socket, spares: _Spares) -> None:
+    fds: list[int] = []
     try:
         conn.settimeout(REPLY_TIMEOUT_S)
         _, uid, _ = struct.unpack("3i", conn.getsockopt(
             socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
         if uid != os.getuid():
             return  # only this user's jobs: a child runs with this user's rights
-        request = json.loads(read_line(conn))
-        pid = spares.start(request)
+        data, fds, _, _ = socket.recv_fds(conn, 1 << 16, len(warm_cli.STREAMS) + 1)
+        request = json.loads(read_line(conn, data=data))
+        pid = spares.start(request, fds)
         reply: dict = {"pid": pid}
-    except Exception as exc:  # noqa: BLE001  (the dispatcher falls back to a cold start)
+    except Exception as exc:  # noqa: BLE001  (the caller falls back to a cold start)
         reply = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        for fd in fds:  # the spare has its copies: none may leak into the next spare
+            os.close(fd)
     try:
         conn.sendall(json.dumps(reply).encode() + b"\n")
     except OSError:
@@ -112,8 +124,10 @@ def _answer(conn: socket.socket, spares: _Spares) -> None:
 
 class _Spares:
     """The child forked ahead of the next request: it leads its own session already and waits on
-    a socket pair for its job (the request, and the log file the parent opened for it). When the
-    parent ends, for whatever reason, the spare reads end-of-file and exits."""
+    a socket pair for its work: a job (the request, and the log file the parent opened for it),
+    or a command forwarded by the CLI (the request, the caller's standard streams and a status
+    channel: core.runs.warm_cli). When the parent ends, for whatever reason, the spare reads
+    end-of-file and exits."""
 
     def __init__(self, listener: socket.socket, threads: int) -> None:
         self._listener, self._threads = listener, threads
@@ -127,18 +141,26 @@ class _Spares:
             except OSError as exc:  # e.g. out of processes: the next request forks again
                 print(f"could not fork a spare child: {exc}", flush=True)
 
-    def start(self, request: dict) -> int:
-        """Hand the job to the spare (one forked now when there is none, or it died); its pid."""
+    def start(self, request: dict, fds: list[int]) -> int:
+        """Hand the request to the spare (one forked now when there is none, or it died); its
+        pid. ``fds``: a forwarded command's descriptors; none for a job (its log is opened)."""
+        if request.get("forwarded"):
+            return self._hand(request, fds)
+        if fds:
+            raise ValueError("descriptors with a job's request")
         log_fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            message = json.dumps(request).encode() + b"\n"
-            spare, self._spare = self._spare or self._fork(), None
-            try:
-                return _hand_over(spare, message, log_fd)
-            except OSError:  # it died waiting (killed, out of memory): a fresh one, once
-                return _hand_over(self._fork(), message, log_fd)
+            return self._hand(request, [log_fd])
         finally:
             os.close(log_fd)
+
+    def _hand(self, request: dict, fds: list[int]) -> int:
+        message = json.dumps(request).encode() + b"\n"
+        spare, self._spare = self._spare or self._fork(), None
+        try:
+            return _hand_over(spare, message, fds)
+        except OSError:  # it died waiting (killed, out of memory): a fresh one, once
+            return _hand_over(self._fork(), message, fds)
 
     def _fork(self) -> tuple[int, socket.socket]:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -156,7 +178,7 @@ class _Spares:
                     ours.close()
                     raise OSError(f"the child {pid} did not start its session")
             return pid, ours
-        code = 1
+        code, status = 1, None
         try:  # the child: waits for its job, then is what `python -m core ARGV` would have been
             self._listener.close()
             ours.close()
@@ -164,14 +186,19 @@ class _Spares:
             os.setsid()
             os.write(ready_w, b"1")
             os.close(ready_w)
-            request, log_fd = _receive(theirs)
+            _reseed()  # while it waits: ~8 ms a job no longer waits for
+            request, fds = _receive(theirs)
             if request is None:  # the parent ended before handing it a job
                 code = 0
                 return
-            _become(request, log_fd)
+            status = _become(request, fds)
             code = _run(request["argv"], self._threads)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        except SystemExit as exc:  # as the interpreter treats it: a message means status 1
+            if exc.code is not None and not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        except KeyboardInterrupt:
+            code = 130
         except BaseException:  # noqa: BLE001  (reported in the job's log, as a crash would be)
             traceback.print_exc()
         finally:
@@ -179,53 +206,58 @@ class _Spares:
                 atexit._run_exitfuncs()
                 sys.stdout.flush()
                 sys.stderr.flush()
+                if status is not None:
+                    warm_cli.report(status, code)
             finally:
                 os._exit(code)
         raise AssertionError("unreachable")
 
 
-def _hand_over(spare: tuple[int, socket.socket], message: bytes, log_fd: int) -> int:
-    """Give the spare its job; its pid once it has taken it (a spare killed a moment ago may
+def _hand_over(spare: tuple[int, socket.socket], message: bytes, fds: list[int]) -> int:
+    """Give the spare its work; its pid once it has taken it (a spare killed a moment ago may
     still accept the bytes: only its answer says it lives)."""
     pid, channel = spare
     with channel:
         channel.settimeout(REPLY_TIMEOUT_S)
-        socket.send_fds(channel, [message], [log_fd])
+        socket.send_fds(channel, [message], fds)
         if channel.recv(1) != b"1":
             raise OSError(f"the spare child {pid} is gone")
     return pid
 
 
-def _receive(channel: socket.socket) -> tuple[dict | None, int]:
-    """The job's request and log file descriptor; (None, -1) at end-of-file."""
+def _receive(channel: socket.socket) -> tuple[dict | None, list[int]]:
+    """The request and its descriptors; (None, []) at end-of-file."""
     with channel:
-        data, fds, _, _ = socket.recv_fds(channel, 65536, 1)
+        data, fds, _, _ = socket.recv_fds(channel, 65536, len(warm_cli.STREAMS) + 1)
         if not data:
-            return None, -1
-        while not data.endswith(b"\n"):
-            chunk = channel.recv(65536)
-            if not chunk:
-                raise ValueError("incomplete request")
-            data += chunk
+            return None, []
+        data = read_line(channel, data=data)
         channel.sendall(b"1")  # taken: the parent replies with this pid
-    if len(fds) != 1:
-        raise ValueError("no log file with the request")
-    return json.loads(data), fds[0]
+    return json.loads(data), fds
 
 
-def _become(request: dict, log_fd: int) -> None:
-    """Turn this waiting child into the job's process: signals, standard streams, folder, title
-    and environment as a fresh ``python -m core`` started by the dispatcher would have."""
+def _become(request: dict, fds: list[int]) -> int | None:
+    """Turn this waiting child into the process a fresh ``python -m core ARGV`` would have been:
+    signals, standard streams, folder, title and environment. A job writes to its log file and
+    reads nothing; a forwarded command has its caller's streams and umask, and reports its exit
+    status on the channel returned (None for a job)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
+    status = None
+    if request.get("forwarded"):
+        status = warm_cli.take_streams(request, fds)
+    elif len(fds) == 1:
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[0], 2)
+        os.close(fds[0])
+    else:
+        raise ValueError("no log file with the job's request")
     os.chdir(request["cwd"])
     _retitle(request["argv"])  # before the environment changes: setproctitle needs it intact
     os.environ.clear()
     os.environ.update(request["env"])
+    return status
 
 
 def _retitle(args: list[str]) -> None:
@@ -237,15 +269,25 @@ def _retitle(args: list[str]) -> None:
     setproctitle(shlex.join([sys.executable, "-m", "core", *args]))
 
 
-def _run(args: list[str], default_threads: int) -> int:
+def _reseed() -> None:
+    """Fresh seeds, as a fresh interpreter has (a run seeds itself from its config): a forked
+    child starts with its parent's generators. numpy's takes ~6 ms (entropy, SeedSequence)."""
+    import random
+
     import numpy as np
+    import torch
+
+    random.seed()
+    torch.seed()
+    np.random.seed()
+
+
+def _run(args: list[str], default_threads: int) -> int:
     import torch
 
     wanted = os.environ.get("OMP_NUM_THREADS", "")
     torch.set_num_threads(int(wanted) if wanted.isdigit() and int(wanted) > 0
                           else default_threads)
-    torch.seed()  # fresh seeds, as a fresh interpreter has (a run seeds itself from its config)
-    np.random.seed()
     sys.argv = [str(PROJECT_ROOT / "core" / "__main__.py"), *args]
     from core.cli.main import main
 
