@@ -13,7 +13,8 @@ from pathlib import Path
 from conftest import ROOT, run_python, wait_for
 
 from core.runs import cancel, launch
-from core.runs.warm import current_parent, parent_key, wait_ready
+from core.runs.warm import current_parent, wait_ready
+from core.runs.warm_address import parent_key
 
 
 def _stat(pid: int) -> list[str]:

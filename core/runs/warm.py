@@ -25,12 +25,9 @@ the dispatcher fall back to a cold start: this module can make a job faster, nev
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
 import logging
 import os
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -38,13 +35,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.runs.processes import PROJECT_ROOT, process_start_time, spawn_detached
+from core.runs.warm_address import ask, enabled, install_id, parent_key, socket_address
 
 log = logging.getLogger(__name__)
 
-WARM_ENV = "LAB2MARKET_WARM"  # "0": every job starts a fresh interpreter
 IDLE_ENV = "LAB2MARKET_WARM_IDLE_S"
 DEFAULT_IDLE_S = 600.0
-REPLY_TIMEOUT_S = 5.0
 # Read by the OpenMP/BLAS runtimes when they start: the parent starts them without these, and
 # each child sets torch's thread count from its own environment instead.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -152,46 +148,8 @@ def _probe(key: str) -> None:
         probe.connect(socket_address(key))
 
 
-def enabled(env: Mapping[str, str]) -> bool:
-    """Warm starts are on unless turned off, on Linux (abstract sockets, SO_PEERCRED)."""
-    return env.get(WARM_ENV) != "0" and sys.platform.startswith("linux")
-
-
-def parent_key(env: Mapping[str, str]) -> str:
-    """Names the parent that may serve a job: this installation (``_install``) and its code."""
-    files = sorted((PROJECT_ROOT / "core").rglob("*.py"))
-    stamp = f"{len(files)}:{max((f.stat().st_mtime_ns for f in files), default=0)}"
-    return f"{_install(env)}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
-
-
-def _install(env: Mapping[str, str]) -> str:
-    """This user, interpreter, import path and project folder: parents of one installation
-    supersede each other as its code changes."""
-    parts = (str(os.getuid()), sys.executable, env.get("PYTHONPATH", ""), str(PROJECT_ROOT))
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
-
-
 def state_folder() -> Path:
     return Path(tempfile.gettempdir()) / f"lab2market-warm-{os.getuid()}"
-
-
-def socket_address(key: str) -> str:
-    return f"\0lab2market-warm-{key}"  # abstract: no file to leave behind, no path length limit
-
-
-def ask(key: str, request: dict, fds: Sequence[int] = ()) -> int:
-    """Send a request (a JSON line, with ``fds`` passed along) to the parent of ``key``; the pid
-    of the child it handed the request to. ConnectionRefusedError: no parent answers."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(REPLY_TIMEOUT_S)
-        conn.connect(socket_address(key))
-        data = json.dumps(request).encode() + b"\n"
-        sent = socket.send_fds(conn, [data], list(fds)) if fds else 0
-        conn.sendall(data[sent:])
-        reply = json.loads(read_line(conn))
-    if "pid" not in reply:
-        raise ValueError(reply.get("error", "no pid in the reply"))
-    return int(reply["pid"])
 
 
 def _start_parent(key: str, env: Mapping[str, str]) -> None:
@@ -204,19 +162,9 @@ def _start_parent(key: str, env: Mapping[str, str]) -> None:
         log.warning("could not start the warm parent: %s", exc)
 
 
-def read_line(conn: socket.socket, limit: int = 1 << 20, data: bytes = b"") -> bytes:
-    """One newline-ended message (``data``: what was already received of it)."""
-    while not data.endswith(b"\n"):
-        chunk = conn.recv(65536)
-        if not chunk or len(data) > limit:
-            raise ValueError("incomplete message")
-        data += chunk
-    return data
-
-
 def current_parent(env: Mapping[str, str]) -> tuple[str, int] | None:
     """The key and pid of the installation's newest parent, if one has started."""
-    text = read_or_empty(state_folder() / f"{_install(env)}.current").split(" ")
+    text = read_or_empty(state_folder() / f"{install_id(env)}.current").split(" ")
     return (text[0], int(text[1])) if len(text) == 2 and text[1].isdigit() else None
 
 

@@ -20,11 +20,10 @@ import os
 import signal
 import socket
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from core.runs import warm
+from core.runs import warm_address
 
 STREAMS = (0, 1, 2)  # stdin, stdout, stderr; then the status channel
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -34,21 +33,21 @@ def forward(argv: Sequence[str]) -> int | None:
     """Run ``python -m core ARGV`` in a warm child; its exit status, or None when no warm
     parent took it (the caller runs the command itself)."""
     env = dict(os.environ)
-    if not warm.enabled(env) or any(arg.startswith("_") for arg in argv):
+    if not warm_address.enabled(env) or any(arg.startswith("_") for arg in argv):
         return None
     try:
         for fd in STREAMS:
             os.fstat(fd)  # a closed standard stream cannot be passed: run here
         request = {"argv": list(argv), "env": env, "cwd": os.getcwd(), "umask": _umask(),
                    "forwarded": True}
-        key = warm.parent_key(env)
+        key = warm_address.parent_key(env)
     except OSError:
         return None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with ours:
         try:
             with theirs:
-                pid = warm.ask(key, request, [*STREAMS, theirs.fileno()])
+                pid = warm_address.ask(key, request, [*STREAMS, theirs.fileno()])
         except (OSError, ValueError):
             return None  # none answers (or it refused): nothing has run yet
         with _relaying(pid) as relayed:
@@ -122,6 +121,8 @@ def take_streams(request: dict, fds: Sequence[int]) -> int:
     os.umask(int(request["umask"]))
     # The parent's stdout was its log file (block-buffered): a line shows when it is printed.
     sys.stdout.reconfigure(line_buffering=True)
+    import threading  # here, not at the top: a caller must not pay for it
+
     channel = fds[-1]
     threading.Thread(target=_hang_up_when_closed, args=(channel,), name="lab2market-caller",
                      daemon=True).start()

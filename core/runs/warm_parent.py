@@ -22,15 +22,8 @@ import weakref
 
 from core.runs import warm_cli
 from core.runs.processes import PROJECT_ROOT
-from core.runs.warm import (
-    DEFAULT_IDLE_S,
-    IDLE_ENV,
-    REPLY_TIMEOUT_S,
-    read_line,
-    read_or_empty,
-    socket_address,
-    state_folder,
-)
+from core.runs.warm import DEFAULT_IDLE_S, IDLE_ENV, read_or_empty, state_folder
+from core.runs.warm_address import REPLY_TIMEOUT_S, read_line, socket_address
 
 TICK_S = 5.0  # how often an idle parent checks that it is still its installation's current one
 # What the jobs import: the CLI, the trainer (torch, numpy), a job's bookkeeping, and a study's
