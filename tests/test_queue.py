@@ -230,3 +230,26 @@ def test_delete_is_refused_while_work_runs_on_the_run(home):
     runs.cancel_job(store, job.id, grace=5)
     runs.delete(store, run.id)
     assert not (home / "runs" / run.id).exists()
+
+
+def test_a_jobs_end_rings_whoever_waits_on_its_run_and_on_its_parent(home):
+    from core.runs.waiting import bell, child_ended, ended, wait_until
+
+    with Store(home) as store:
+        parent = runs.create_run(store, RunConfig.from_dict({"train": {"epochs": 1}}))
+        child = runs.create_run(store, RunConfig.from_dict({"train": {"epochs": 1}}),
+                                parent_run=parent.id)
+        with bell(store, ended(child.id)) as on_run, bell(store, child_ended(parent.id)) as \
+                on_parent, bell(store, ended(child.id)) as second:
+            assert on_run is not None and on_parent is not None
+            assert second is None  # one listener a bell: a second waiter polls instead
+            job = runs.submit(store, child.id, "status",
+                              ["-m", "core", "status", child.id, "--json"])
+
+            def ended_now() -> bool:
+                return store.get_job(job.id).status == "completed"
+            # A 60 s tick: only the job's ring can wake these waiters before a minute is out.
+            started = time.monotonic()
+            assert wait_until(ended_now, timeout=60, tick=60, bell=on_run)
+            assert wait_until(ended_now, timeout=60, tick=60, bell=on_parent)
+            assert time.monotonic() - started < 30

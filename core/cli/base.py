@@ -135,9 +135,10 @@ def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tup
     from tqdm import tqdm
 
     from core.runs import TERMINAL, reconcile
-    from core.runs.waiting import run_or_jobs_changed, wait_until
+    from core.runs.waiting import bell, ended, run_or_jobs_changed, wait_until
 
-    with tqdm(desc=run_id, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(desc=run_id, unit=unit, file=sys.stderr, dynamic_ncols=True) as bar, \
+            bell(store, ended(run_id)) as run_bell:
         try:
             while True:
                 # What the wait compares with is read before this pass: a change during the pass
@@ -151,6 +152,6 @@ def follow_run(store: Any, run_id: str, unit: str, describe: Callable[[Any], tup
                 bar.refresh()
                 if run.status in TERMINAL:
                     return run
-                wait_until(changed, interval)  # its end at once
+                wait_until(changed, interval, bell=run_bell)  # its end at once
         except KeyboardInterrupt:
             return on_interrupt()

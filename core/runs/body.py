@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.runs.jobs import dispatch, settle_run
 from core.runs.records import TERMINAL
 from core.runs.store import Store
+from core.runs.waiting import ring_job_end
 
 if TYPE_CHECKING:
     from core.workspace import Workspace
@@ -63,6 +64,7 @@ class JobBody:
                                      result=result) and status != "completed":
             settle_run(self.store, job, status, error or status)
         dispatch(self.store)  # the slot this job held is free: start the next one
+        ring_job_end(self.store, job.run_id)  # whoever waits on it wakes now, not at its tick
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -7,12 +7,21 @@ returns as soon as the thing it waits for happened; the full pass (reconcile, pr
 at its own pace. 200 indexed reads a second, with their wake-ups: under 1 % of one core
 (measured), and a trial's end is noticed within 5 ms (at 20 ms, the average 10 ms of a
 hand-off was 2 % of a half-second trial).
+
+A waiter may also listen on a **bell** (a datagram socket named after the workspace and what it
+waits for), which a job rings as it ends: it then wakes at once instead of at its next tick
+(2.5 ms on average, on every trial of a study). A lost ring costs only that tick: the polling
+stays, so a job that ends without ringing (killed, or on another machine) is noticed as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import select
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from core.runs.records import ACTIVE
 from core.runs.store import Store
@@ -20,9 +29,11 @@ from core.runs.store import Store
 TICK_S = 0.005
 
 
-def wait_until(check: Callable[[], bool], timeout: float, tick: float = TICK_S) -> bool:
-    """Call ``check`` every ``tick`` seconds until it is true (returns True) or ``timeout``
-    seconds have passed (returns False); ``check`` runs at least once."""
+def wait_until(check: Callable[[], bool], timeout: float, tick: float = TICK_S,
+               bell: socket.socket | None = None) -> bool:
+    """Call ``check`` every ``tick`` seconds, and whenever ``bell`` rings, until it is true
+    (returns True) or ``timeout`` seconds have passed (returns False); ``check`` runs at least
+    once."""
     deadline = time.monotonic() + timeout
     while True:
         if check():
@@ -30,7 +41,72 @@ def wait_until(check: Callable[[], bool], timeout: float, tick: float = TICK_S) 
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        time.sleep(min(tick, left))
+        if bell is None:
+            time.sleep(min(tick, left))
+        elif select.select([bell], [], [], min(tick, left))[0]:
+            _drain(bell)
+
+
+@contextmanager
+def bell(store: Store, subject: str) -> Iterator[socket.socket | None]:
+    """Listen for :func:`ring` about ``subject`` while the block runs; None when another waiter
+    listens for it already (that one is woken; this one polls)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(_address(store, subject))
+    except OSError:
+        sock.close()
+        yield None
+        return
+    sock.setblocking(False)
+    with sock:
+        yield sock
+
+
+def ring(store: Store, *subjects: str) -> None:
+    """Wake whoever listens for ``subjects`` (nobody: nothing happens)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for subject in subjects:
+            try:
+                sock.sendto(b"!", _address(store, subject))
+            except OSError:  # nobody listens, or its queue is full (it is awake anyway)
+                pass
+
+
+def ended(run_id: str) -> str:
+    """The bell a job on ``run_id`` rings as it ends (a blocking command following the run)."""
+    return f"run:{run_id}"
+
+
+def child_ended(run_id: str) -> str:
+    """The bell a job on a child of ``run_id`` rings as it ends (a study's driver)."""
+    return f"children:{run_id}"
+
+
+def ring_job_end(store: Store, run_id: str) -> None:
+    """Ring the bells of a job's end: its run's, and its run's parent's."""
+    from core.errors import RunNotFound
+
+    try:
+        parent = store.get_run(run_id).parent_run
+    except RunNotFound:  # a job about a dataset, or a run deleted meanwhile
+        parent = None
+    ring(store, ended(run_id), *([child_ended(parent)] if parent else []))
+
+
+def _address(store: Store, subject: str) -> str:
+    # Abstract (no file), one namespace per workspace: two workspaces never wake each other.
+    workspace = hashlib.sha256(f"{store.home}\0{store.display_url}".encode()).hexdigest()[:12]
+    return f"\0lab2market-bell-{workspace}-{subject}"
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(16):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def any_run_ended(store: Store, run_ids: Sequence[str]) -> Callable[[], bool]:

@@ -27,7 +27,7 @@ from core.runs.jobs import reconcile
 from core.runs.lifecycle import create_run, enqueue_training, resume
 from core.runs.records import RESUMABLE, Run
 from core.runs.store import Store
-from core.runs.waiting import any_run_ended, wait_until
+from core.runs.waiting import any_run_ended, bell, child_ended, wait_until
 from core.tune.report import study_summary
 from core.tune.space import apply_params, suggest
 from core.tune.spec import StudySpec
@@ -45,7 +45,8 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
     store = ws.store
     get_study(store, study_id)  # a clear error for a run that is not a study, before any file
     stop = _Stop()
-    with _driver_lock(ws.run_dir(study_id) / "driver.lock"), stop.on_signals():
+    with _driver_lock(ws.run_dir(study_id) / "driver.lock"), stop.on_signals(), \
+            bell(store, child_ended(study_id)) as trial_bell:
         spec = study_spec(store.get_run(study_id))
         create_optuna_study(ws.home, study_id, spec)  # if its launcher has not yet (journal)
         study = open_study(store, study_id)
@@ -75,7 +76,8 @@ def drive(ws: Workspace, study_id: str, progress: ProgressFn | None = None) -> d
                 break
             if in_flight:  # the next trial is asked for as soon as one ends
                 trial_ended = any_run_ended(store, in_flight)
-                wait_until(lambda check=trial_ended: stop.requested or check(), PASS_S)
+                wait_until(lambda check=trial_ended: stop.requested or check(), PASS_S,
+                           bell=trial_bell)
         # The study as it ends, for whoever waits on it (core.tune.report.reported_summary).
         summary = study_summary(store, study_id, study)
     return {"study_id": study_id, "status": "cancelled" if stop.requested else "completed",
