@@ -15,6 +15,7 @@ import functools
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 from core.cli.base import COMMANDS, Result, add_global_options, emit
 from core.errors import UserError, workspace_error
@@ -53,13 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, done: Callable[[int], None] | None = None) -> int:
+    """Run one command; its exit status. ``done(status)`` is called as soon as the command's
+    outcome is known, before the workspace closes (a warm child reports to its caller there:
+    core.runs.warm_cli)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     args.ws = None
     try:
-        return _run(args)
+        code = _run(args)
+        if done is not None:
+            done(code)
+        return code
     finally:
         if args.ws is not None:
             args.ws.close()

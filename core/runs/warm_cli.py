@@ -11,7 +11,7 @@ the status the child reports. No parent, or anything unexpected before the hand-
 command runs here as before. Job bodies (``_job``, ``_tune``: any argument starting with ``_``)
 never come this way; ``LAB2MARKET_WARM=0`` turns it off.
 
-The child's side (:func:`take_streams`, :func:`report`) runs in :mod:`core.runs.warm_parent`.
+The child's side (:func:`take_streams`, :class:`Caller`) runs in :mod:`core.runs.warm_parent`.
 """
 
 from __future__ import annotations
@@ -108,10 +108,9 @@ def _read_status(channel: socket.socket) -> int | None:
 # -- the child's side ------------------------------------------------------------------------------
 
 
-def take_streams(request: dict, fds: Sequence[int]) -> int:
-    """In the warm child: take the caller's standard streams and umask; returns the status
-    channel for :func:`report`. If the caller goes away first (killed, its terminal closed),
-    this process gets SIGHUP, as a command whose terminal closed would."""
+def take_streams(request: dict, fds: Sequence[int]) -> Caller:
+    """In the warm child: take the caller's standard streams and umask; returns the link to the
+    caller that reports the command's exit status."""
     if len(fds) != len(STREAMS) + 1:
         raise ValueError(f"a forwarded command passes {len(STREAMS) + 1} descriptors, "
                          f"not {len(fds)}")
@@ -121,32 +120,46 @@ def take_streams(request: dict, fds: Sequence[int]) -> int:
     os.umask(int(request["umask"]))
     # The parent's stdout was its log file (block-buffered): a line shows when it is printed.
     sys.stdout.reconfigure(line_buffering=True)
-    import threading  # here, not at the top: a caller must not pay for it
-
-    channel = fds[-1]
-    threading.Thread(target=_hang_up_when_closed, args=(channel,), name="lab2market-caller",
-                     daemon=True).start()
-    return channel
+    return Caller(fds[-1])
 
 
-def _hang_up_when_closed(channel: int) -> None:
-    with socket.socket(fileno=os.dup(channel)) as sock:
+class Caller:
+    """The forwarded command's side of its status channel. If the caller goes away before the
+    command has reported (killed, its terminal closed), this process gets SIGHUP, as a command
+    whose terminal closed would."""
+
+    def __init__(self, channel: int) -> None:
+        import threading  # here, not at the top: a caller must not pay for it
+
+        self._channel: int | None = channel
+        threading.Thread(target=self._hang_up_when_gone, args=(os.dup(channel),),
+                         name="lab2market-caller", daemon=True).start()
+
+    def _hang_up_when_gone(self, channel: int) -> None:
+        with socket.socket(fileno=channel) as sock:
+            try:
+                gone = sock.recv(1) == b""  # the caller never writes: end-of-file is its end
+            except OSError:
+                return
+        if gone and self._channel is not None:
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    def report(self, code: int) -> None:
+        """Tell the caller the exit status (it exits with it), once; as soon as the command's
+        outcome is known, before the workspace closes (SQLite's checkpoint, ~10 ms, is no
+        wait of the caller's). Its streams are let go first, so a reader of its output (a pipe)
+        sees the end now, not after this process has torn down its memory."""
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in STREAMS:
+            os.dup2(null, fd)
+        os.close(null)
         try:
-            if sock.recv(1) == b"":  # the caller never writes: end-of-file is its end
-                os.kill(os.getpid(), signal.SIGHUP)
+            os.write(channel, f"{code}\n".encode())
         except OSError:
-            pass
-
-
-def report(channel: int, code: int) -> None:
-    """Tell the caller this command's exit status (it exits with it). The caller's streams are
-    let go first: a reader of its output (a pipe) sees the end now, not after this process has
-    torn down its memory (~30 ms for the warm parent's inherited ~700 MB)."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in STREAMS:
-        os.dup2(null, fd)
-    os.close(null)
-    try:
-        os.write(channel, f"{code}\n".encode())
-    except OSError:
-        pass  # the caller is gone
+            pass  # the caller is gone
+        os.close(channel)

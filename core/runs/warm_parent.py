@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 
 from core.runs import warm_cli
 from core.runs.processes import PROJECT_ROOT
@@ -29,9 +30,11 @@ TICK_S = 5.0  # how often an idle parent checks that it is still its installatio
 # What the jobs import: the CLI, the trainer (torch, numpy), a job's bookkeeping, and a study's
 # driver and trials (optuna), and the dataset registry (a driver's first trial record reads it).
 # The parent also builds the CLI's parser once, which imports every
-# command module: a child would otherwise spend ~40 ms on that before its work.
+# command module: a child would otherwise spend ~40 ms on that before its work. setproctitle:
+# its first import in a child took 1.4 ms of every job's start.
 PRELOAD = ("torch", "torchvision.models", "optuna", "core.cli.main", "core.train.run",
-           "core.runs.body", "core.tune.callback", "core.tune.driver", "core.data")
+           "core.runs.body", "core.tune.callback", "core.tune.driver", "core.data",
+           "setproctitle")
 
 
 def serve(key: str, idle_s: float) -> int:
@@ -171,7 +174,7 @@ class _Spares:
                     ours.close()
                     raise OSError(f"the child {pid} did not start its session")
             return pid, ours
-        code, status = 1, None
+        code, caller = 1, None
         try:  # the child: waits for its job, then is what `python -m core ARGV` would have been
             self._listener.close()
             ours.close()
@@ -184,8 +187,9 @@ class _Spares:
             if request is None:  # the parent ended before handing it a job
                 code = 0
                 return
-            status = _become(request, fds)
-            code = _run(request["argv"], self._threads)
+            caller = _become(request, fds)
+            code = _run(request["argv"], self._threads,
+                        caller.report if caller is not None else None)
         except SystemExit as exc:  # as the interpreter treats it: a message means status 1
             if exc.code is not None and not isinstance(exc.code, int):
                 print(exc.code, file=sys.stderr)
@@ -199,8 +203,8 @@ class _Spares:
                 atexit._run_exitfuncs()
                 sys.stdout.flush()
                 sys.stderr.flush()
-                if status is not None:
-                    warm_cli.report(status, code)
+                if caller is not None:  # unless it has already
+                    caller.report(code)
             finally:
                 os._exit(code)
         raise AssertionError("unreachable")
@@ -229,16 +233,16 @@ def _receive(channel: socket.socket) -> tuple[dict | None, list[int]]:
     return json.loads(data), fds
 
 
-def _become(request: dict, fds: list[int]) -> int | None:
+def _become(request: dict, fds: list[int]) -> warm_cli.Caller | None:
     """Turn this waiting child into the process a fresh ``python -m core ARGV`` would have been:
     signals, standard streams, folder, title and environment. A job writes to its log file and
     reads nothing; a forwarded command has its caller's streams and umask, and reports its exit
-    status on the channel returned (None for a job)."""
+    status to the caller returned (None for a job)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    status = None
+    caller = None
     if request.get("forwarded"):
-        status = warm_cli.take_streams(request, fds)
+        caller = warm_cli.take_streams(request, fds)
     elif len(fds) == 1:
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(fds[0], 1)
@@ -250,7 +254,7 @@ def _become(request: dict, fds: list[int]) -> int | None:
     _retitle(request["argv"])  # before the environment changes: setproctitle needs it intact
     os.environ.clear()
     os.environ.update(request["env"])
-    return status
+    return caller
 
 
 def _retitle(args: list[str]) -> None:
@@ -275,7 +279,8 @@ def _reseed() -> None:
     np.random.seed()
 
 
-def _run(args: list[str], default_threads: int) -> int:
+def _run(args: list[str], default_threads: int,
+         done: Callable[[int], None] | None = None) -> int:
     import torch
 
     wanted = os.environ.get("OMP_NUM_THREADS", "")
@@ -284,7 +289,7 @@ def _run(args: list[str], default_threads: int) -> int:
     sys.argv = [str(PROJECT_ROOT / "core" / "__main__.py"), *args]
     from core.cli.main import main
 
-    return main(args)
+    return main(args, done)
 
 
 if __name__ == "__main__":
