@@ -13,6 +13,7 @@ from pathlib import Path
 from conftest import ROOT, wait_for
 from test_warm import _alive, _stat, _stat_or_empty, _warm_parent
 
+from core.runs import warm_cli
 from core.runs.warm_cli import forward
 from core.workspace import Workspace
 
@@ -31,7 +32,7 @@ def test_a_forwarded_command_prints_and_exits_as_a_cold_one(tmp_path, capfd):
     for argv in COMMANDS:
         full = ["--home", str(tmp_path / "ws"), *argv]
         code = forward(full)  # this process's own stdout and stderr, passed to the warm child
-        assert code is not None, "no warm parent took the command"
+        assert code is not None, f"no warm parent took the command: {warm_cli.fallback}"
         warm = capfd.readouterr()
         cold = _cold(full, ROOT)
         assert (code, warm.out, warm.err) == (cold.returncode, cold.stdout, cold.stderr), argv
@@ -113,3 +114,35 @@ def test_a_killed_caller_does_not_leave_its_command_running(tmp_path):
         from core.runs import cancel
 
         cancel(ws.store, run_id)
+
+
+def test_a_command_whose_hand_off_is_in_doubt_does_not_also_run_here(tmp_path, monkeypatch,
+                                                                      capfd):
+    """A parent that takes the request but never replies: a child may hold the command, so it
+    must not run a second time here; the caller says so and exits 1."""
+    import socket
+    import threading
+
+    from core.runs import warm_address
+
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # another installation: a parent of its own
+    monkeypatch.setattr(warm_address, "REPLY_TIMEOUT_S", 0.5)
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(warm_address.socket_address(warm_address.parent_key(os.environ)))
+    silent.listen(1)
+
+    def take_and_hang_up() -> None:
+        conn, _ = silent.accept()
+        with conn:
+            conn.recv(1 << 16)  # the request arrives; no reply, ever
+            threading.Event().wait(2)
+
+    taker = threading.Thread(target=take_and_hang_up, daemon=True)
+    taker.start()
+    try:
+        code = forward(["--home", str(tmp_path / "ws"), "runs"])
+    finally:
+        silent.close()
+    assert code == 1
+    assert "without reporting a status" in capfd.readouterr().err
+    assert not (tmp_path / "ws").exists()  # the command did not run here as well

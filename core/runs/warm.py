@@ -35,7 +35,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.runs.processes import PROJECT_ROOT, process_start_time, spawn_detached
-from core.runs.warm_address import ask, enabled, install_id, parent_key, socket_address
+from core.runs.warm_address import (
+    enabled,
+    install_id,
+    parent_key,
+    read_reply,
+    send_request,
+    socket_address,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +97,9 @@ def spawn(argv: Sequence[str], log_path: Path,
           env: Mapping[str, str] | None = None) -> tuple[int, str | None] | None:
     """Start ``python ARGV`` (a ``-m core`` command) as a child of the warm parent; returns
     (pid, start time), or None when there is no warm parent to ask (the caller starts the job
-    cold; a parent is started for the next job)."""
+    cold; a parent is started for the next job) or it refused. OSError: the request went out
+    but no reply came in time; a child may hold the job, so it must not start cold as well (the
+    dispatcher fails it, and a late child, finding it failed, does nothing)."""
     full_env = {**os.environ, **(env or {})}
     if not enabled(full_env) or list(argv[:2]) != ["-m", "core"]:
         return None
@@ -99,13 +108,19 @@ def spawn(argv: Sequence[str], log_path: Path,
                "cwd": str(PROJECT_ROOT)}
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        pid = ask(key, request)
+        conn = send_request(key, request)
     except ConnectionRefusedError:  # none yet (or it is still importing): start one for later
         _start_parent(key, full_env)
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("warm start refused (%s); starting the job cold", exc)
+    except OSError as exc:  # not sent: nothing runs yet
+        log.warning("warm start failed (%s); starting the job cold", exc)
         return None
+    with conn:
+        try:
+            pid = read_reply(conn)
+        except ValueError as exc:
+            log.warning("warm start refused (%s); starting the job cold", exc)
+            return None
     return pid, process_start_time(pid)
 
 

@@ -49,16 +49,26 @@ def socket_address(key: str) -> str:
     return f"\0lab2market-warm-{key}"  # abstract: no file to leave behind, no path length limit
 
 
-def ask(key: str, request: dict, fds: Sequence[int] = ()) -> int:
-    """Send a request (a JSON line, with ``fds`` passed along) to the parent of ``key``; the pid
-    of the child it handed the request to. ConnectionRefusedError: no parent answers."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+def send_request(key: str, request: dict, fds: Sequence[int] = ()) -> socket.socket:
+    """Connect to the parent of ``key`` and send it ``request``; the connection its reply comes
+    on. OSError: it was not sent (ConnectionRefusedError: no parent answers)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
         conn.settimeout(REPLY_TIMEOUT_S)
         conn.connect(socket_address(key))
         data = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(conn, [data], list(fds)) if fds else 0
         conn.sendall(data[sent:])
-        reply = json.loads(read_line(conn))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def read_reply(conn: socket.socket) -> int:
+    """The pid in the parent's reply. ValueError: it refused (it says why), so nothing runs;
+    OSError (a timeout): no reply, so whether a child took the request is unknown."""
+    reply = json.loads(read_line(conn))
     if "pid" not in reply:
         raise ValueError(reply.get("error", "no pid in the reply"))
     return int(reply["pid"])

@@ -27,31 +27,40 @@ from core.runs import warm_address
 
 STREAMS = (0, 1, 2)  # stdin, stdout, stderr; then the status channel
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+fallback: str | None = None  # why the last forward() returned None (for whoever debugs it)
 
 
 def forward(argv: Sequence[str]) -> int | None:
     """Run ``python -m core ARGV`` in a warm child; its exit status, or None when no warm
-    parent took it (the caller runs the command itself)."""
+    parent took it (the caller runs the command itself: :data:`fallback` says why)."""
+    global fallback
     env = dict(os.environ)
     if not warm_address.enabled(env) or any(arg.startswith("_") for arg in argv):
-        return None
-    try:
-        for fd in STREAMS:
-            os.fstat(fd)  # a closed standard stream cannot be passed: run here
-        request = {"argv": list(argv), "env": env, "cwd": os.getcwd(), "umask": _umask(),
-                   "forwarded": True}
-        key = warm_address.parent_key(env)
-    except OSError:
+        fallback = "off, or a job's body"
         return None
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     with ours:
-        try:
-            with theirs:
-                pid = warm_address.ask(key, request, [*STREAMS, theirs.fileno()])
-        except (OSError, ValueError):
-            return None  # none answers (or it refused): nothing has run yet
+        with theirs:
+            try:
+                for fd in STREAMS:
+                    os.fstat(fd)  # a closed standard stream cannot be passed: run here
+                request = {"argv": list(argv), "env": env, "cwd": os.getcwd(),
+                           "umask": _umask(), "forwarded": True}
+                conn = warm_address.send_request(warm_address.parent_key(env), request,
+                                                 [*STREAMS, theirs.fileno()])
+            except OSError as exc:  # no parent, or not sent: nothing runs anywhere yet
+                fallback = f"{type(exc).__name__}: {exc}"
+                return None
+        with conn:
+            try:
+                pid: int | None = warm_address.read_reply(conn)
+            except ValueError as exc:  # it refused: nobody took the command
+                fallback = f"refused: {exc}"
+                return None
+            except OSError:  # no reply in time: a child may have it, so it must not run twice
+                pid = None
         with _relaying(pid) as relayed:
-            status = _read_status(ours)
+            status = _read_status(ours)  # a child holds the channel's other end till it exits
     if status is not None:
         return status
     if relayed:  # it ended of the signal it was sent: so does this process, as a cold one would
@@ -69,10 +78,14 @@ def _umask() -> int:
 
 
 @contextmanager
-def _relaying(pid: int) -> Iterator[list[int]]:
-    """Pass SIGINT (Ctrl-C), SIGTERM and SIGHUP on to the child; yields the signals relayed.
-    Through a pidfd: the kernel reaps the child by itself, so its pid could be reused."""
+def _relaying(pid: int | None) -> Iterator[list[int]]:
+    """Pass SIGINT (Ctrl-C), SIGTERM and SIGHUP on to the child (None: unknown, the signals
+    keep their handlers); yields the signals relayed. Through a pidfd: the kernel reaps the
+    child by itself, so its pid could be reused."""
     relayed: list[int] = []
+    if pid is None:
+        yield relayed
+        return
     try:
         pidfd: int | None = os.pidfd_open(pid)
     except ProcessLookupError:  # done already: nothing left to signal
