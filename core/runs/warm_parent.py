@@ -187,7 +187,8 @@ class _Spares:
             if request is None:  # the parent ended before handing it a job
                 code = 0
                 return
-            caller = _become(request, fds)
+            caller = _streams(request, fds)  # first: whatever fails next is told its caller
+            _become(request)
             code = _run(request["argv"], self._threads,
                         caller.report if caller is not None else None)
         except SystemExit as exc:  # as the interpreter treats it: a message means status 1
@@ -233,28 +234,30 @@ def _receive(channel: socket.socket) -> tuple[dict | None, list[int]]:
     return json.loads(data), fds
 
 
-def _become(request: dict, fds: list[int]) -> warm_cli.Caller | None:
-    """Turn this waiting child into the process a fresh ``python -m core ARGV`` would have been:
-    signals, standard streams, folder, title and environment. A job writes to its log file and
-    reads nothing; a forwarded command has its caller's streams and umask, and reports its exit
-    status to the caller returned (None for a job)."""
+def _streams(request: dict, fds: list[int]) -> warm_cli.Caller | None:
+    """This child's standard streams: a job writes to its log file and reads nothing; a
+    forwarded command has its caller's, and reports its exit status to the caller returned
+    (None for a job)."""
+    if request.get("forwarded"):
+        return warm_cli.take_streams(request, fds)
+    if len(fds) != 1:
+        raise ValueError("no log file with the job's request")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(fds[0], 1)
+    os.dup2(fds[0], 2)
+    os.close(fds[0])
+    return None
+
+
+def _become(request: dict) -> None:
+    """Turn this waiting child into the process a fresh ``python -m core ARGV`` would have been
+    (its streams taken): signals, folder, title and environment."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    caller = None
-    if request.get("forwarded"):
-        caller = warm_cli.take_streams(request, fds)
-    elif len(fds) == 1:
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.dup2(fds[0], 1)
-        os.dup2(fds[0], 2)
-        os.close(fds[0])
-    else:
-        raise ValueError("no log file with the job's request")
     os.chdir(request["cwd"])
     _retitle(request["argv"])  # before the environment changes: setproctitle needs it intact
     os.environ.clear()
     os.environ.update(request["env"])
-    return caller
 
 
 def _retitle(args: list[str]) -> None:
