@@ -1,6 +1,7 @@
 """``python -m core`` answered by the warm parent (``core.runs.warm_cli``): the same output, exit
-status and files as a cold command, in the caller's folder and umask; Ctrl-C reaches the command;
-a killed caller does not leave its command running."""
+status and files as a cold command, in the caller's folder and umask; Ctrl-Z and Ctrl-C reach
+the command; a killed caller does not leave its command running; a hand-off in doubt never runs
+the command twice."""
 
 from __future__ import annotations
 
@@ -83,13 +84,19 @@ def _running_run(home: Path) -> str:
                         timeout=120, interval=0.1, message="the run's first epoch")
 
 
-def test_ctrl_c_reaches_a_forwarded_blocking_command(tmp_path):
+def test_ctrl_z_and_ctrl_c_reach_a_forwarded_blocking_command(tmp_path):
     parent = _warm_parent()
     caller = _blocking_train(tmp_path, "ctrl-c-forwarded")
     try:
         child = _forwarded_child(parent, "ctrl-c-forwarded")
         assert int(_stat(child)[3]) == child  # in its own session, not the caller's group
         run_id = _running_run(tmp_path)
+        caller.send_signal(signal.SIGTSTP)  # Ctrl-Z: both stop
+        wait_for(lambda: _stat(caller.pid)[0] == "T" and _stat(child)[0] == "T", timeout=30,
+                 message="caller and command stopped")
+        caller.send_signal(signal.SIGCONT)  # fg: both go on
+        wait_for(lambda: _stat(caller.pid)[0] != "T" and _stat(child)[0] != "T", timeout=30,
+                 message="caller and command continued")
         caller.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal does
         out, err = caller.communicate(timeout=120)
     finally:

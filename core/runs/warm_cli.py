@@ -80,8 +80,8 @@ def _umask() -> int:
 @contextmanager
 def _relaying(pid: int | None) -> Iterator[list[int]]:
     """Pass SIGINT (Ctrl-C), SIGTERM and SIGHUP on to the child (None: unknown, the signals
-    keep their handlers); yields the signals relayed. Through a pidfd: the kernel reaps the
-    child by itself, so its pid could be reused."""
+    keep their handlers); yields the signals relayed. Ctrl-Z stops both, ``fg`` continues both.
+    Through a pidfd: the kernel reaps the child by itself, so its pid could be reused."""
     relayed: list[int] = []
     if pid is None:
         yield relayed
@@ -91,15 +91,29 @@ def _relaying(pid: int | None) -> Iterator[list[int]]:
     except ProcessLookupError:  # done already: nothing left to signal
         pidfd = None
 
-    def relay(signum: int, _frame: object) -> None:
-        relayed.append(signum)
+    def send(signum: int) -> None:
         if pidfd is not None:
             try:
                 signal.pidfd_send_signal(pidfd, signum)
             except ProcessLookupError:
                 pass
 
+    def relay(signum: int, _frame: object) -> None:
+        relayed.append(signum)
+        send(signum)
+
+    def suspend(_signum: int, _frame: object) -> None:
+        # The child leads a session of its own, with no terminal: the kernel drops a SIGTSTP
+        # there (an orphaned process group), so it is stopped outright; then this process stops
+        # as the terminal asked, and continues both when resumed.
+        send(signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)
+        signal.signal(signal.SIGTSTP, suspend)  # here again after SIGCONT
+        send(signal.SIGCONT)
+
     previous = {sig: signal.signal(sig, relay) for sig in RELAYED}
+    previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
     try:
         yield relayed
     finally:
