@@ -250,7 +250,9 @@ def test_detached_study_is_cancelled_killed_resumed_and_promoted(home: Path):
     assert run.kind == "trained" and run.config["train"]["epochs"] == 1
     assert run.config["train"]["lr"] == pytest.approx(done["best"]["params"]["lr"])
     assert run.summary["promoted_from"]["study"] == study_id
-    assert run_json("cancel", promoted, home=home)["status"] == "cancelled"  # leave nothing
+    # Leave nothing running. Its one epoch of digits may end before the cancel arrives: a warm
+    # command and a warm job both start in tens of milliseconds (then it rightly completed).
+    assert run_json("cancel", promoted, home=home)["status"] in ("cancelled", "completed")
     store.close()
 
 
