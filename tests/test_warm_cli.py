@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, wait_for
 from test_warm import _alive, _stat, _stat_or_empty, _warm_parent
 
@@ -153,3 +154,31 @@ def test_a_command_whose_hand_off_is_in_doubt_does_not_also_run_here(tmp_path, m
     assert code == 1
     assert "without reporting a status" in capfd.readouterr().err
     assert not (tmp_path / "ws").exists()  # the command did not run here as well
+
+
+def test_a_socket_held_by_another_user_is_never_sent_a_command(tmp_path, monkeypatch):
+    """Anyone may bind an abstract socket's name first: a command (its environment, its
+    terminal) goes only to a process of this user, else it runs here."""
+    import shutil
+
+    from core.runs import warm_address
+
+    if os.getuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root to play another user")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # another installation: a parent of its own
+    address = warm_address.socket_address(warm_address.parent_key(os.environ))
+    code = ("import socket, sys, time\n"
+            "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+            f"s.bind({address!r}); s.listen(1); print('ready', flush=True)\n"
+            "conn, _ = s.accept(); time.sleep(0.5)\n"
+            "print('sent' if conn.recv(1 << 16) else 'nothing', flush=True)\n")
+    impostor = subprocess.Popen(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code],
+                                stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert impostor.stdout.readline().strip() == "ready"
+        assert forward(["--home", str(tmp_path / "ws"), "runs"]) is None  # runs here instead
+        assert "uid 65534" in warm_cli.fallback
+        assert impostor.stdout.readline().strip() == "nothing"
+    finally:
+        impostor.kill()
+        impostor.wait(timeout=10)

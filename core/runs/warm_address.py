@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -51,11 +52,20 @@ def socket_address(key: str) -> str:
 
 def send_request(key: str, request: dict, fds: Sequence[int] = ()) -> socket.socket:
     """Connect to the parent of ``key`` and send it ``request``; the connection its reply comes
-    on. OSError: it was not sent (ConnectionRefusedError: no parent answers)."""
+    on. OSError: it was not sent (ConnectionRefusedError: no parent answers; PermissionError:
+    the socket is another user's)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(REPLY_TIMEOUT_S)
         conn.connect(socket_address(key))
+        # An abstract socket has no owner or mode: anyone may bind the name first. A request
+        # carries the environment (tokens, store passwords) and may carry the terminal itself,
+        # so it goes only to a process of this user (the parent checks its callers the same way).
+        _, uid, _ = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid != os.getuid():
+            raise PermissionError(f"the warm parent's socket is held by uid {uid}, not this "
+                                  f"user's ({os.getuid()})")
         data = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(conn, [data], list(fds)) if fds else 0
         conn.sendall(data[sent:])
