@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from conftest import ROOT, run_python, wait_for
 
 from core.runs import cancel, launch
-from core.runs.warm import current_parent, wait_ready
+from core.runs.warm import current_parent, state_folder, wait_ready
 from core.runs.warm_address import parent_key
+from core.runs.warm_parent import TICK_S
 
 
 def _stat(pid: int) -> list[str]:
@@ -145,3 +147,19 @@ def test_the_dashboard_preloads_torch_in_the_background(home, monkeypatch):
         "print('torch' in sys.modules and 'captum.attr' in sys.modules)\n")
     monkeypatch.setenv("LAB2MARKET_PRELOAD", "1")
     assert run_python(code, home) == "True"
+
+
+def test_a_parent_ends_when_its_code_changes_not_when_another_parent_says_so():
+    parent = _warm_parent()
+    key = parent_key(os.environ)
+    # A parent of other code wrote last where the installation's newest parent says who it is
+    # (one of older code that finished importing after this one): this one serves on.
+    current = state_folder() / f"{key.split('-')[0]}.current"
+    current.write_text(f"{key.split('-')[0]}-000000000000 1")
+    time.sleep(TICK_S + 1)  # past its next idle tick
+    assert _is_warm(parent)
+    # The code on disk changes: nobody asks for this key any more, and it ends at a tick.
+    edited = ROOT / "core" / "runs" / "records.py"
+    os.utime(edited)
+    wait_for(lambda: not _is_warm(parent), timeout=3 * TICK_S, interval=0.1,
+             message="the parent of the old code ends")

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 from core.runs import warm_cli
 from core.runs.processes import PROJECT_ROOT
-from core.runs.warm import DEFAULT_IDLE_S, IDLE_ENV, read_or_empty, state_folder
-from core.runs.warm_address import REPLY_TIMEOUT_S, read_line, socket_address
+from core.runs.warm import DEFAULT_IDLE_S, IDLE_ENV, state_folder
+from core.runs.warm_address import REPLY_TIMEOUT_S, parent_key, read_line, socket_address
 
 TICK_S = 5.0  # how often an idle parent checks that it is still its installation's current one
 # What the jobs import: the CLI, the trainer (torch, numpy) and what a run imports as it starts
@@ -75,8 +75,7 @@ def serve(key: str, idle_s: float) -> int:
         return 1
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     spares = _Spares(listener, threads)
-    # The newest parent of an installation is its current one: an older one (older code) ends
-    # at its next tick rather than idling on with its memory.
+    # Where this installation's newest parent says who it is (current_parent()).
     current = state_folder() / f"{key.split('-')[0]}.current"
     current.write_text(f"{key} {os.getpid()}")
     listener.listen(32)
@@ -87,8 +86,12 @@ def serve(key: str, idle_s: float) -> int:
         try:
             conn, _ = listener.accept()
         except TimeoutError:
-            if read_or_empty(current).split(" ")[0] != key:
-                print("superseded by a parent of newer code; ending", flush=True)
+            # Code changed on disk since this parent loaded it: nobody asks for this key any
+            # more (a parent of the new code answers), so it ends rather than idling on with its
+            # memory. The code itself decides, not which parent wrote `current` last: a parent
+            # of older code that finished its imports after a newer one must not end the newer.
+            if parent_key(os.environ) != key:
+                print("the code changed since it loaded; ending", flush=True)
                 return 0
             continue
         with conn:
