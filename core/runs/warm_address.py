@@ -61,8 +61,7 @@ def send_request(key: str, request: dict, fds: Sequence[int] = ()) -> socket.soc
         # An abstract socket has no owner or mode: anyone may bind the name first. A request
         # carries the environment (tokens, store passwords) and may carry the terminal itself,
         # so it goes only to a process of this user (the parent checks its callers the same way).
-        _, uid, _ = struct.unpack("3i", conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        uid = peer_uid(conn)
         if uid != os.getuid():
             raise PermissionError(f"the warm parent's socket is held by uid {uid}, not this "
                                   f"user's ({os.getuid()})")
@@ -73,6 +72,14 @@ def send_request(key: str, request: dict, fds: Sequence[int] = ()) -> socket.soc
         conn.close()
         raise
     return conn
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The user of the process at the other end of a connected local socket (``SO_PEERCRED``:
+    what the kernel recorded at connect, not what the peer claims)."""
+    _, uid, _ = struct.unpack("3i", conn.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid
 
 
 def read_reply(conn: socket.socket) -> int:

@@ -13,7 +13,6 @@ import os
 import shlex
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -24,7 +23,13 @@ from collections.abc import Callable
 from core.runs import warm_cli
 from core.runs.processes import PROJECT_ROOT
 from core.runs.warm import DEFAULT_IDLE_S, IDLE_ENV, state_folder
-from core.runs.warm_address import REPLY_TIMEOUT_S, parent_key, read_line, socket_address
+from core.runs.warm_address import (
+    REPLY_TIMEOUT_S,
+    parent_key,
+    peer_uid,
+    read_line,
+    socket_address,
+)
 
 TICK_S = 5.0  # how often an idle parent checks that it is still its installation's current one
 # What the jobs import: the CLI, the trainer (torch, numpy) and what a run imports as it starts
@@ -105,9 +110,7 @@ def _answer(conn: socket.socket, spares: _Spares) -> None:
     fds: list[int] = []
     try:
         conn.settimeout(REPLY_TIMEOUT_S)
-        _, uid, _ = struct.unpack("3i", conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-        if uid != os.getuid():
+        if peer_uid(conn) != os.getuid():
             return  # only this user's jobs: a child runs with this user's rights
         data, fds, _, _ = socket.recv_fds(conn, 1 << 16, len(warm_cli.STREAMS) + 1)
         request = json.loads(read_line(conn, data=data))
