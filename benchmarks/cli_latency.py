@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "LAB2MARKET_HOME": tmp, "LAB2MARKET_MAX_JOBS": "1"}
+        env = {**os.environ, "LAB2MARKET_HOME": tmp}
         cold_env = {**env, "LAB2MARKET_WARM": "0"}
         assert warm.wait_ready(timeout=120), "no warm parent"
         run_id = json.loads(subprocess.run(
