@@ -21,6 +21,7 @@ def test_form_defaults_and_a_bad_grid_is_one_line(home: Path) -> None:
     assert (at.selectbox(key="tune_metric").value, at.selectbox(key="tune_direction").value,
             at.selectbox(key="tune_sampler").value, at.selectbox(key="tune_pruner").value) == (
         "val/acc", "maximize", "tpe", "median")
+    assert at.selectbox(key="tune_model").value == "smallcnn"  # the model Train preselects too
     assert any("No study yet" in i.value for i in at.info)
     at.selectbox(key="tune_sampler").set_value("grid")
     at.button(key=LAUNCH).click().run()

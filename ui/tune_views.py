@@ -15,6 +15,7 @@ import streamlit as st
 from core import tune
 from core.config import RunConfig
 from core.errors import RunNotFound, UserError
+from core.models import default_model
 from core.runs import max_jobs, reconcile
 from core.runs.store import Run, Store
 from core.tune.spec import EPOCH_METRICS, MODEL_METRICS, PRUNER_HELP, SAMPLER_HELP
@@ -71,7 +72,7 @@ def render_new_study(s: Store, infos: dict[str, Any]) -> None:
         info = infos[dataset]
         choices = model_choices(info.modality)
         if st.session_state.get("tune_model") not in choices:
-            st.session_state["tune_model"] = choices[0]
+            st.session_state["tune_model"] = default_model(info.modality)  # as Train does
         model = right.selectbox("Model", choices, key="tune_model")
         base = suggested_config(info, model)
         with st.form("tune_form", border=False):
