@@ -81,6 +81,10 @@ class CheckpointDamaged(UserError):
     """A checkpoint is unreadable, truncated, changed since it was written, or does not fit."""
 
 
+class StudyDamaged(UserError):
+    """A study's Optuna journal holds a line that is not a record (edited, or a torn write)."""
+
+
 class WorkspaceUnavailable(UserError):
     """The workspace's disk is full or read-only, so nothing can be written there."""
 

@@ -272,3 +272,40 @@ def test_study_commands_refuse_a_run_that_is_not_a_study(workspace, capsys):
     assert not (workspace.home / "runs" / run_id / "driver.lock").exists()
     assert main(["studies", "--json", "--home", home]) == 0
     assert json.loads(capsys.readouterr().out) == {"studies": []}
+
+
+def test_a_damaged_journal_is_one_line_everywhere_and_nothing_is_touched(home: Path):
+    from conftest import open_page
+
+    out = run_json("tune", "--dataset", "iris", "--model", "mlp", "--epochs", "1", "--trials",
+                   "1", home=home, timeout=600)
+    study_id, store = out["study_id"], Store(home)
+    journal = home / "runs" / study_id / "optuna.journal"
+    good = journal.read_bytes()
+    lines = good.splitlines(keepends=True)
+    damaged = b"".join([*lines[:2], b"{not json\n", *lines[2:]])  # an edit gone wrong
+    journal.write_bytes(damaged)
+    jobs = len(store.list_jobs(run_id=study_id))
+
+    for args in (["resume", study_id, "--trials", "1"], ["status", study_id]):
+        proc = run_cli(*args, home=home, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"error: Study {study_id}'s Optuna journal (runs/{study_id}/optuna.journal) is "
+            f"damaged at line 3 of {len(lines) + 1} (not a JSON record); its trial runs are "
+            "intact. Restore the file, or remove that line (Optuna then forgets what it "
+            "recorded)."]
+    at = open_page("pages/tune.py", tune_study=study_id)  # the page says so, and still works
+    assert [e.value for e in at.error if "damaged at line 3" in e.value]
+    # Nothing was started or changed: the refused resume queued no driver, wrote no file.
+    assert journal.read_bytes() == damaged and len(store.list_jobs(run_id=study_id)) == jobs
+    assert store.get_run(study_id).status == "completed"
+
+    # A torn last line (a writer killed mid-write) is cut off by a resume, not joined to the next
+    # record; with the bad line removed, the study goes on where it was.
+    journal.write_bytes(good + b'{"op_code":5,"worker_id":"x')
+    done = run_json("resume", study_id, "--trials", "1", home=home, timeout=600)
+    assert done["state"] == "completed" and [t["state"] for t in done["trials"]][0] == "complete"
+    assert len(done["trials"]) == 2
+    assert journal.read_bytes().startswith(good) and b'"worker_id":"x' not in journal.read_bytes()
+    store.close()

@@ -212,7 +212,12 @@ def _ended(study_id: str) -> None:
 
 
 def _render(s: Store, study: Run) -> None:
-    summary = tune.study_summary(s, study.id)
+    try:
+        summary = tune.study_summary(s, study.id)
+    except UserError as exc:  # its Optuna storage is damaged or out of reach: say so, in a line
+        render_status_badge(study, key="tune_status")
+        st.error(str(exc))
+        return
     head = st.columns([4, 1])
     head[0].markdown(f"**{plain(study.name or study.id)}** · `{study.id}` · "
                      f"{plain(summary['dataset'])}/{plain(summary['model'])} · "

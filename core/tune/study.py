@@ -10,12 +10,14 @@ is created, opened or read.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import InvalidConfig, InvalidRunState, UserError
+from core.errors import InvalidConfig, InvalidRunState, StudyDamaged, UserError
 from core.runs.jobs import cancel_job, dispatch, python_core, reconcile
 from core.runs.lifecycle import cancel, create_run, delete, launch
 from core.runs.records import ACTIVE, DRIVER_KIND, RESUMABLE, Job, Run
@@ -94,7 +96,40 @@ def optuna_storage(home: Path, study_id: str, url: str | None) -> Any:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(run_dir(home, study_id) / JOURNAL)))
+    try:
+        return JournalStorage(JournalFileBackend(str(run_dir(home, study_id) / JOURNAL)))
+    except ValueError:  # Optuna replays every line: one that is not JSON stops it
+        check_journal(home, study_id)
+        raise
+
+
+def check_journal(home: Path, study_id: str, trim: bool = False) -> None:
+    """Refuse a study whose journal Optuna cannot replay, naming the first bad line: a line that
+    is not JSON, or one cut short before another. Cheap, Optuna-free: a resume checks before it
+    starts a driver that would fail on it.
+
+    A torn last line (a writer killed mid-write, a full disk) Optuna skips, but its next append
+    would join it into a damaged line: ``trim`` cuts it off, for a caller that knows nothing else
+    writes (a resume, while no driver or trial of the study runs)."""
+    path = run_dir(home, study_id) / JOURNAL
+    if not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        lines = fh.readlines()
+    for number, line in enumerate(lines, start=1):
+        if number == len(lines) and not line.endswith(b"\n"):
+            if trim:
+                log.warning("Study %s: cutting a torn last line off its journal", study_id)
+                os.truncate(path, path.stat().st_size - len(line))
+            return
+        try:
+            json.loads(line)
+        except ValueError:
+            raise StudyDamaged(
+                f"Study {study_id}'s Optuna journal ({path.relative_to(home)}) is damaged at "
+                f"line {number} of {len(lines)} (not a JSON record); its trial runs are intact. "
+                "Restore the file, or remove that line (Optuna then forgets what it "
+                "recorded).") from None
 
 
 def create_optuna_study(home: Path, study_id: str, spec: StudySpec) -> Any:
@@ -249,6 +284,9 @@ def resume_study(store: Store, study_id: str, trials: int | None = None) -> Run:
     if study.status not in RESUMABLE and not trials:
         raise InvalidRunState(f"Study {study_id} is {study.status}; add trials with `python -m "
                               f"core resume {study_id} --trials N`.")
+    # Else its driver would fail on it. A torn last line is cut off only while no trial writes.
+    quiet = not any(t.status in ACTIVE for t in trial_runs(store, study_id))
+    check_journal(store.home, study_id, trim=quiet)
     spec = study_spec(study)
     if trials is not None:
         if trials < 1:
