@@ -7,6 +7,10 @@ made from it, and a measurement job fills in sizes, MACs, latency and accuracy s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
 import streamlit as st
 
 from core.compress import launch_distill, launch_prune
@@ -23,6 +27,7 @@ from core.models import list_models
 from core.runs.launchers import start_variants
 from core.runs.store import Run, Store
 from ui import state
+from ui.clicks import launch_once
 from ui.compress_views import (
     AXES,
     LAUNCHED,
@@ -72,7 +77,8 @@ def render_prune(s: Store, source: Run) -> None:
     settings = PruneConfig(method=method, amount=float(amount), target=target,
                            importance=importance if method == "structured" else "l1",
                            steps=int(steps), scope=scope)
-    _launch(lambda: launch_prune(s, source.id, settings, int(epochs), float(lr)))
+    _launch("compress_prune", (source.id, asdict(settings), int(epochs), float(lr)),
+            lambda: launch_prune(s, source.id, settings, int(epochs), float(lr)))
 
 
 def render_distill(s: Store, source: Run) -> None:
@@ -95,13 +101,14 @@ def render_distill(s: Store, source: Run) -> None:
     raw["data"] = {**source.config["data"], "image_size": int(size) or None, "augment": []}
     raw["model"]["name"] = model
     raw["train"]["epochs"] = int(epochs)
-    _launch(lambda: launch_distill(s, source.id, RunConfig.from_dict(raw),
-                                   float(temperature), float(alpha)))
+    _launch("compress_distill", (source.id, raw, float(temperature), float(alpha)),
+            lambda: launch_distill(s, source.id, RunConfig.from_dict(raw), float(temperature),
+                                   float(alpha)))
 
 
-def _launch(start) -> None:
+def _launch(action: str, request: Any, start: Callable[[], Run]) -> None:
     try:
-        run = start()
+        run = launch_once(action, request, start)
     except UserError as exc:
         st.error(str(exc))
         return

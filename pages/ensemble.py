@@ -15,6 +15,7 @@ from core.errors import UserError
 from core.runs.launchers import start_ensemble
 from core.runs.store import Run, Store
 from ui import state
+from ui.clicks import launch_once
 from ui.ensemble_views import (
     BUILD_JOB,
     METHOD_HELP,
@@ -82,7 +83,9 @@ def render_build(s: Store) -> None:
     if st.button("Build ensemble", key="ensemble_build", type="primary",
                  icon=":material/join_inner:", disabled=problem is not None, help=problem):
         try:
-            job = start_ensemble(s, [r.id for r in chosen], method, name.strip())
+            members = [r.id for r in chosen]
+            job = launch_once("ensemble", (members, method, name.strip()),
+                              lambda: start_ensemble(s, members, method, name.strip()))
         except UserError as exc:
             st.error(str(exc))
             return

@@ -11,6 +11,7 @@ from core.runs.cv import is_cv_parent, launch_cv
 from core.runs.store import Run, Store
 from core.tune import STUDY_KIND, TRIAL_KIND
 from ui import state
+from ui.clicks import launch_once
 from ui.components import render_delete_confirmation, render_runs_table
 from ui.cv_views import render_cv
 from ui.format import plain
@@ -34,11 +35,12 @@ def render_launch(s: Store, infos: dict) -> None:
                 return
             config, name = submitted
             with st.spinner("Starting the job..."):
+                request = (config.to_dict(), name)
                 if config.data.cv:
-                    run, folds = launch_cv(s, config, name)
+                    run, folds = launch_once("train", request, lambda: launch_cv(s, config, name))
                     what = f"{len(folds)}-fold cross-validation {run.id}"
                 else:
-                    run = runs.launch(s, config, name=name)
+                    run = launch_once("train", request, lambda: runs.launch(s, config, name=name))
                     what = f"run {run.id}"
         except UserError as exc:
             st.error(str(exc))

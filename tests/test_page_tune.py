@@ -12,6 +12,7 @@ from core.runs import reconcile
 from core.runs.records import TERMINAL
 from core.runs.store import Store
 from core.tune import StudySpec, sync_study
+from ui import clicks
 
 LAUNCH = "FormSubmitter:tune_form-Launch study"
 
@@ -35,7 +36,7 @@ def test_form_defaults_and_a_bad_grid_is_one_line(home: Path) -> None:
     assert found == {"torch": False, "optuna": False}
 
 
-def test_launch_a_study_watch_its_trials_and_promote(home: Path) -> None:
+def test_launch_a_study_watch_its_trials_and_promote(home: Path, monkeypatch) -> None:
     at = open_page("pages/tune.py")
     at.selectbox(key="tune_model").set_value("mlp").run()
     at.number_input(key="tune_epochs").set_value(1)
@@ -43,8 +44,15 @@ def test_launch_a_study_watch_its_trials_and_promote(home: Path) -> None:
     at.selectbox(key="tune_sampler").set_value("random")
     at.button(key=LAUNCH).click().run()
     assert_clean(at)
+    # Clicked again before the page showed the study: the same study, not a second one (the
+    # window is widened so that a slow machine cannot make this a test of its speed).
+    monkeypatch.setattr(clicks, "REPEAT_S", 600.0)
+    at.button(key=LAUNCH).click().run()
+    assert_clean(at)
 
     store = Store(home)
+    assert [r.id for r in store.list_runs() if r.kind == "study"] == [at.session_state[
+        "tune_study"]]
     study_id = at.session_state["tune_study"]
     study = store.get_run(study_id)
     spec = StudySpec.from_dict(study.summary["study"])

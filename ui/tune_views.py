@@ -20,6 +20,7 @@ from core.runs import max_jobs, reconcile
 from core.runs.store import Run, Store
 from core.tune.spec import EPOCH_METRICS, MODEL_METRICS, PRUNER_HELP, SAMPLER_HELP
 from ui import format as fmt
+from ui.clicks import launch_once
 from ui.components import render_status_badge
 from ui.format import plain
 from ui.state import flash, set_active_run, store
@@ -139,7 +140,9 @@ def _launch(s: Store, base: RunConfig, modality: str, space: pd.DataFrame) -> No
             timeout=float(ss["tune_timeout"]) * 60 or None, parallel=int(ss["tune_parallel"]),
             seed=int(ss["tune_seed"]), params=[p.to_dict() for p in params])
         with st.spinner("Starting the study..."):
-            study = tune.launch_study(s, base, spec, name=ss.get("tune_name") or "")
+            study = launch_once("tune", (base.to_dict(), spec.to_dict(), ss.get("tune_name")),
+                                lambda: tune.launch_study(s, base, spec,
+                                                          name=ss.get("tune_name") or ""))
     except UserError as exc:
         st.error(str(exc))
         return
