@@ -27,7 +27,7 @@ from core.models import list_models
 from core.runs.launchers import start_variants
 from core.runs.store import Run, Store
 from ui import state
-from ui.clicks import launch_once
+from ui.clicks import act_once
 from ui.compress_views import (
     AXES,
     LAUNCHED,
@@ -108,7 +108,7 @@ def render_distill(s: Store, source: Run) -> None:
 
 def _launch(action: str, request: Any, start: Callable[[], Run]) -> None:
     try:
-        run = launch_once(action, request, start)
+        run = act_once(action, request, start)
     except UserError as exc:
         st.error(str(exc))
         return

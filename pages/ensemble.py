@@ -15,7 +15,7 @@ from core.errors import UserError
 from core.runs.launchers import start_ensemble
 from core.runs.store import Run, Store
 from ui import state
-from ui.clicks import launch_once
+from ui.clicks import act_once
 from ui.ensemble_views import (
     BUILD_JOB,
     METHOD_HELP,
@@ -84,7 +84,7 @@ def render_build(s: Store) -> None:
                  icon=":material/join_inner:", disabled=problem is not None, help=problem):
         try:
             members = [r.id for r in chosen]
-            job = launch_once("ensemble", (members, method, name.strip()),
+            job = act_once("ensemble", (members, method, name.strip()),
                               lambda: start_ensemble(s, members, method, name.strip()))
         except UserError as exc:
             st.error(str(exc))

@@ -9,7 +9,7 @@ from core.config import RunConfig
 from core.errors import UserError
 from core.runs.store import Store
 from ui import state
-from ui.clicks import launch_once
+from ui.clicks import act_once
 from ui.components import RECENT_ROWS, render_recent_runs
 from ui.executor import render_executor
 from ui.jobs import render_queue
@@ -34,7 +34,7 @@ def render_quick_start(s: Store) -> None:
                      help=f"A small CNN on the built-in 8x8 digits, {QUICK_EPOCHS} epochs."):
         return
     try:
-        run = launch_once("home_quick_start", None,
+        run = act_once("home_quick_start", None,
                           lambda: runs.launch(s, quick_config(), name="digits quick start"))
     except UserError as exc:
         st.error(str(exc))

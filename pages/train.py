@@ -11,7 +11,7 @@ from core.runs.cv import is_cv_parent, launch_cv
 from core.runs.store import Run, Store
 from core.tune import STUDY_KIND, TRIAL_KIND
 from ui import state
-from ui.clicks import launch_once
+from ui.clicks import act_once
 from ui.components import render_delete_confirmation, render_runs_table
 from ui.cv_views import render_cv
 from ui.format import plain
@@ -37,10 +37,10 @@ def render_launch(s: Store, infos: dict) -> None:
             with st.spinner("Starting the job..."):
                 request = (config.to_dict(), name)
                 if config.data.cv:
-                    run, folds = launch_once("train", request, lambda: launch_cv(s, config, name))
+                    run, folds = act_once("train", request, lambda: launch_cv(s, config, name))
                     what = f"{len(folds)}-fold cross-validation {run.id}"
                 else:
-                    run = launch_once("train", request, lambda: runs.launch(s, config, name=name))
+                    run = act_once("train", request, lambda: runs.launch(s, config, name=name))
                     what = f"run {run.id}"
         except UserError as exc:
             st.error(str(exc))
@@ -58,13 +58,13 @@ def render_run_actions(s: Store, run: Run, infos: dict) -> None:
         if c[0].button("Stop", key="train_stop", icon=":material/stop:",
                        disabled=not run.is_active, width="stretch"):
             with st.spinner("Stopping (a training saves a checkpoint first)..."):
-                runs.cancel(s, run.id)
+                act_once("train_stop", run.id, lambda: runs.cancel(s, run.id))
             state.flash(f"Stopped run {run.id}.", "info")
             st.rerun()
         if c[1].button("Resume", key="train_resume", icon=":material/replay:",
                        disabled=run.status not in ("interrupted", "cancelled") or is_lr_find(run),
                        width="stretch"):
-            runs.resume(s, run.id)
+            act_once("train_resume", run.id, lambda: runs.resume(s, run.id))
             state.flash(f"Resumed run {run.id} from its last checkpoint.", "info")
             st.rerun()
         c[2].button("Clone", key="train_clone", icon=":material/content_copy:", width="stretch",

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 from core import runs
 from core.config import RunConfig
 from core.runs.store import ACTIVE, Store
+from ui import clicks
 from ui.components import RECENT_ROWS
 
 PAGES = ("pages/home.py", "pages/data.py", "pages/train.py")
@@ -231,7 +232,10 @@ def test_a_failed_run_shows_its_error(home: Path) -> None:
     assert any("failed" in e.value for e in at.error)
 
 
-def test_stop_resume_clone_delete(home: Path) -> None:
+def test_stop_resume_clone_delete(home: Path, monkeypatch) -> None:
+    # Every click below comes within the window in which a repeated click is taken as the same
+    # one (ui.clicks), widened so a slow machine cannot change that: Stop, Resume, Stop all act.
+    monkeypatch.setattr(clicks, "REPEAT_S", 600.0)
     store = Store(home)
     cfg = RunConfig()
     cfg.train.epochs, cfg.train.batch_size = 400, 8
@@ -248,7 +252,9 @@ def test_stop_resume_clone_delete(home: Path) -> None:
     at.button(key="train_resume").click().run()
     assert_clean(at)
     assert store.get_run(run.id).status in ACTIVE
-    runs.cancel(store, run.id)
+    at.button(key="train_stop").click().run()
+    assert_clean(at)
+    assert store.get_run(run.id).status == "cancelled"
     assert not job_pids(home), "a cancelled job is still running"
 
     at.button(key="train_clone").click().run()

@@ -20,7 +20,7 @@ from core.runs.cv import fold_runs, sync
 from core.runs.series import Series, epoch_rows, merge
 from core.runs.store import Run, Store
 from core.workspace import Workspace
-from ui.clicks import launch_once
+from ui.clicks import act_once
 from ui.components import render_status_badge
 from ui.format import plain
 from ui.runs import run_label
@@ -273,7 +273,7 @@ def render_final_model(parent: Run, summary: dict[str, Any]) -> None:
     if not clicked or epochs is None:
         return
     try:
-        run = launch_once("cv_final", (parent.id, epochs),
+        run = act_once("cv_final", (parent.id, epochs),
                           lambda: launch_final(store(), parent.id, epochs))
     except UserError as exc:
         st.error(str(exc))

@@ -20,7 +20,7 @@ from core.runs import max_jobs, reconcile
 from core.runs.store import Run, Store
 from core.tune.spec import EPOCH_METRICS, MODEL_METRICS, PRUNER_HELP, SAMPLER_HELP
 from ui import format as fmt
-from ui.clicks import launch_once
+from ui.clicks import act_once
 from ui.components import render_status_badge
 from ui.format import plain
 from ui.state import flash, set_active_run, store
@@ -140,7 +140,7 @@ def _launch(s: Store, base: RunConfig, modality: str, space: pd.DataFrame) -> No
             timeout=float(ss["tune_timeout"]) * 60 or None, parallel=int(ss["tune_parallel"]),
             seed=int(ss["tune_seed"]), params=[p.to_dict() for p in params])
         with st.spinner("Starting the study..."):
-            study = launch_once("tune", (base.to_dict(), spec.to_dict(), ss.get("tune_name")),
+            study = act_once("tune", (base.to_dict(), spec.to_dict(), ss.get("tune_name")),
                                 lambda: tune.launch_study(s, base, spec,
                                                           name=ss.get("tune_name") or ""))
     except UserError as exc:
@@ -275,7 +275,7 @@ def _render_actions(s: Store, study: Run) -> None:
         if c[0].button("Stop", key="tune_stop", icon=":material/stop:", width="stretch",
                        disabled=not study.is_active):
             with st.spinner("Stopping the study (running trials save a checkpoint)..."):
-                tune.cancel_study(s, study.id)
+                act_once("tune_stop", study.id, lambda: tune.cancel_study(s, study.id))
             flash(f"Stopped study {study.id}; Resume continues it.", "info")
             st.rerun()
         more = c[1].number_input("More trials", 0, 500, 0, key="tune_more",
@@ -283,7 +283,8 @@ def _render_actions(s: Store, study: Run) -> None:
                                  help="Trials to add when resuming (0: finish the budget)")
         if c[2].button("Resume", key="tune_resume", icon=":material/replay:", width="stretch",
                        disabled=study.is_active):
-            tune.resume_study(s, study.id, trials=int(more) or None)
+            act_once("tune_resume", (study.id, int(more)),
+                     lambda: tune.resume_study(s, study.id, trials=int(more) or None))
             flash(f"Resumed study {study.id}.", "info")
             st.rerun()
         epochs = c[3].number_input("Promote epochs", 1, 1000, int(study.config["train"]["epochs"]),
@@ -291,7 +292,8 @@ def _render_actions(s: Store, study: Run) -> None:
                                    help="Epochs of the full run trained with the best params")
         if c[4].button("Promote best", key="tune_promote", icon=":material/upgrade:",
                        width="stretch"):
-            run = tune.promote(s, study.id, epochs=int(epochs))
+            run = act_once("tune_promote", (study.id, int(epochs)),
+                           lambda: tune.promote(s, study.id, epochs=int(epochs)))
             set_active_run(run.id)
             flash(f"Promoted the best trial of {study.id}: run {run.id} is training.")
             st.switch_page("pages/train.py")
