@@ -282,6 +282,8 @@ def test_a_damaged_journal_is_one_line_everywhere_and_nothing_is_touched(home: P
     study_id, store = out["study_id"], Store(home)
     journal = home / "runs" / study_id / "optuna.journal"
     good = journal.read_bytes()
+    drawn = study_figure(store, study_id, "history")
+    assert study_figure(store, study_id, "history") is drawn  # nothing changed: not drawn again
     lines = good.splitlines(keepends=True)
     damaged = b"".join([*lines[:2], b"{not json\n", *lines[2:]])  # an edit gone wrong
     journal.write_bytes(damaged)
@@ -307,5 +309,7 @@ def test_a_damaged_journal_is_one_line_everywhere_and_nothing_is_touched(home: P
     done = run_json("resume", study_id, "--trials", "1", home=home, timeout=600)
     assert done["state"] == "completed" and [t["state"] for t in done["trials"]][0] == "complete"
     assert len(done["trials"]) == 2
+    redrawn = study_figure(store, study_id, "history")  # a trial more: drawn anew
+    assert redrawn is not drawn and len(redrawn.data[0].x) == 2
     assert journal.read_bytes().startswith(good) and b'"worker_id":"x' not in journal.read_bytes()
     store.close()

@@ -7,12 +7,21 @@ and plotly are imported only here, when a picture is asked for.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from core.errors import UserError
 from core.runs.store import Store
 from core.tune.study import open_study, study_spec
+
+# Pictures already drawn, by (study, name, the trials they were drawn from): the Tune page redraws
+# every 2 s while a study runs, and a contour or fANOVA importances of a few dozen trials takes a
+# second of the CPU the trials train on; only a trial's progress or end changes a picture.
+_FIGURES: OrderedDict[tuple, Any] = OrderedDict()
+_KEEP = 16
+_LOCK = threading.Lock()
 
 
 class PlotUnavailable(UserError):
@@ -45,6 +54,11 @@ def study_figure(store: Store, study_id: str, name: str) -> Any:
         raise PlotUnavailable(f"No {name!r} picture for this study; choose from "
                               f"{', '.join(plot_names(spec.multi_objective))}.")
     study = open_study(store, study_id, sampler=False)
+    key = (study_id, name, _state_of(study))
+    with _LOCK:
+        if key in _FIGURES:
+            _FIGURES.move_to_end(key)
+            return _FIGURES[key]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     need = 2 if name in ("importances", "contour", "parallel") else 1
     if name != "intermediate" and len(complete) < need:
@@ -57,7 +71,18 @@ def study_figure(store: Store, study_id: str, name: str) -> Any:
     except (ValueError, RuntimeError) as exc:  # Optuna's "not enough data" for this picture
         raise PlotUnavailable(f"{PLOTS[name][0]}: {str(exc).splitlines()[0][:200]}") from None
     figure.update_layout(title=PLOTS[name][0], margin={"t": 50, "b": 40})
+    with _LOCK:
+        _FIGURES[key] = figure
+        while len(_FIGURES) > _KEEP:
+            _FIGURES.popitem(last=False)
     return figure
+
+
+def _state_of(study: Any) -> tuple:
+    """All a picture is drawn from: each trial's state, params, values and reported epochs."""
+    return tuple((t.number, t.state.name, tuple(sorted(t.params.items())), tuple(t.values or ()),
+                  tuple(sorted(t.intermediate_values.items())))
+                 for t in study.get_trials(deepcopy=False))
 
 
 def _target(spec: Any) -> dict[str, Any]:
