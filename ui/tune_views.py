@@ -202,7 +202,7 @@ def render_study(study_id: str) -> None:
 def _live(study_id: str) -> None:
     s = store()
     reconcile(s)  # a dead driver or trial shows as interrupted; syncs the study's status
-    study = tune.sync_study(s, study_id)
+    study = _synced(s, study_id)
     _render(s, study)
     if not study.is_active:
         st.rerun()  # ended: the whole page redraws once, polling stops
@@ -211,7 +211,14 @@ def _live(study_id: str) -> None:
 @st.fragment
 def _ended(study_id: str) -> None:
     s = store()
-    _render(s, tune.sync_study(s, study_id))
+    _render(s, _synced(s, study_id))
+
+
+def _synced(s: Store, study_id: str) -> Run:
+    try:
+        return tune.sync_study(s, study_id)
+    except RunNotFound:  # deleted meanwhile (the CLI, another tab): the page redraws without it
+        st.rerun()
 
 
 def _render(s: Store, study: Run) -> None:
