@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.errors import UserError
+from core.errors import RunNotFound, UserError
 from core.runs import max_jobs, reconcile, set_max_jobs
 from core.runs.records import Job
 from core.runs.store import Store
@@ -48,7 +48,10 @@ def watch_job(job_id: str, what: str) -> None:
 def _watch(job_id: str, what: str) -> None:
     s = store()
     reconcile(s)  # a job whose process died shows as interrupted, not running forever
-    job = s.get_job(job_id)
+    try:
+        job = s.get_job(job_id)
+    except RunNotFound:  # its run was deleted meanwhile: the page redraws without it
+        st.rerun()
     if job.is_active:
         render_job(job, what)
         return
