@@ -85,7 +85,7 @@ def render_build(s: Store) -> None:
         try:
             members = [r.id for r in chosen]
             job = act_once("ensemble", (members, method, name.strip()),
-                              lambda: start_ensemble(s, members, method, name.strip()))
+                           lambda: start_ensemble(s, members, method, name.strip()))
         except UserError as exc:
             st.error(str(exc))
             return

@@ -35,7 +35,7 @@ def render_quick_start(s: Store) -> None:
         return
     try:
         run = act_once("home_quick_start", None,
-                          lambda: runs.launch(s, quick_config(), name="digits quick start"))
+                       lambda: runs.launch(s, quick_config(), name="digits quick start"))
     except UserError as exc:
         st.error(str(exc))
         return

@@ -274,7 +274,7 @@ def render_final_model(parent: Run, summary: dict[str, Any]) -> None:
         return
     try:
         run = act_once("cv_final", (parent.id, epochs),
-                          lambda: launch_final(store(), parent.id, epochs))
+                       lambda: launch_final(store(), parent.id, epochs))
     except UserError as exc:
         st.error(str(exc))
         return

@@ -140,9 +140,9 @@ def _launch(s: Store, base: RunConfig, modality: str, space: pd.DataFrame) -> No
             timeout=float(ss["tune_timeout"]) * 60 or None, parallel=int(ss["tune_parallel"]),
             seed=int(ss["tune_seed"]), params=[p.to_dict() for p in params])
         with st.spinner("Starting the study..."):
-            study = act_once("tune", (base.to_dict(), spec.to_dict(), ss.get("tune_name")),
-                                lambda: tune.launch_study(s, base, spec,
-                                                          name=ss.get("tune_name") or ""))
+            name = ss.get("tune_name") or ""
+            study = act_once("tune", (base.to_dict(), spec.to_dict(), name),
+                             lambda: tune.launch_study(s, base, spec, name=name))
     except UserError as exc:
         st.error(str(exc))
         return
