@@ -23,9 +23,8 @@ from ui.evaluate_views import (
 )
 from ui.format import plain
 from ui.router import require_router
-from ui.runs import preferred_run, run_label, runs_with_checkpoint
+from ui.runs import MAX_COMPARED, preferred_run, run_label, runs_with_checkpoint
 
-MAX_COMPARED = 4
 TABS = ("Per class", "Confusion matrix", "ROC & PR", "Calibration", "Top losses")
 
 

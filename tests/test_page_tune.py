@@ -79,6 +79,14 @@ def test_launch_a_study_watch_its_trials_and_promote(home: Path, monkeypatch) ->
     assert {"lr", "batch_size", "Value", "Run"} <= set(trials.columns)
     assert at.metric[0].label == "Best val/acc"
     assert at.get("plotly_chart")  # the optimisation history
+    values = dict(zip(trials["Run"].str.removeprefix("train?run="), trials["Value"], strict=True))
+    at.button(key="tune_compare").click().run()  # the two trials, best first, on Evaluate
+    assert_clean(at)
+    ranked = sorted(values, key=values.get, reverse=True)
+    assert at.multiselect(key="eval_runs").value == ranked  # Evaluate's picker, as drawn
+    assert at.session_state["active_run"] == ranked[0]
+
+    at = open_page("pages/tune.py", tune_study=study_id)
     at.button(key="tune_promote").click().run()
     assert_clean(at)
     promoted = store.get_run(at.session_state["active_run"])

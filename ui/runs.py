@@ -17,6 +17,7 @@ from ui.format import plain
 from ui.state import active_run, active_run_id, set_active_run, workspace
 
 RECENT = 100  # how many recent runs a picker offers
+MAX_COMPARED = 4  # runs side by side on Evaluate (Tune's "Compare" preselects that many)
 
 
 def run_label(run: Run, *, status: bool = False) -> str:

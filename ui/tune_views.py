@@ -23,6 +23,7 @@ from ui import format as fmt
 from ui.clicks import act_once
 from ui.components import render_status_badge
 from ui.format import plain
+from ui.runs import MAX_COMPARED
 from ui.state import flash, set_active_run, store
 from ui.train_form import model_choices, model_spec, suggested_config
 
@@ -247,8 +248,23 @@ def _render(s: Store, study: Run) -> None:
                      column_config={"Run": st.column_config.LinkColumn(
                          display_text=r"run=(.*)$", help="Open the trial's run on the Train "
                                                          "page")})
-    st.caption("Each trial is a run: compare trials on the Evaluate page.")
+    _render_compare(summary)
     _render_plot(s, study.id, len(summary["metrics"]) > 1)
+
+
+def _render_compare(summary: dict[str, Any]) -> None:
+    """The best completed trials, side by side on Evaluate (metrics, ROC): they are runs."""
+    best = tune.best_trial_runs(summary, MAX_COMPARED)
+    label = f"Compare the best {len(best)} trials on Evaluate" if len(best) > 1 else \
+        "Compare the best trials on Evaluate (two completed trials needed)"
+    if st.button(label, key="tune_compare", icon=":material/compare_arrows:",
+                 disabled=len(best) < 2,
+                 help="Opens Evaluate on the best completed trials (accuracy, F1, ROC side by "
+                      "side); any run can be added there."):
+        set_active_run(best[0])
+        st.session_state["eval_runs"] = best  # Evaluate's run picker, best first
+        st.session_state["_eval_active"] = best[0]  # ... already following the active run
+        st.switch_page("pages/evaluate.py")
 
 
 def _render_best(summary: dict[str, Any]) -> None:

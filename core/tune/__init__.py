@@ -5,7 +5,7 @@ Importing this package never imports Optuna or torch: they load inside the funct
 them (the driver, a trial's reporter, a reader of a study's trials, a picture).
 """
 
-from core.tune.report import best_trial, render, study_summary, trial_rows
+from core.tune.report import best_trial, best_trial_runs, render, study_summary, trial_rows
 from core.tune.space import KINDS, Param, default_space, parse_param
 from core.tune.spec import PRUNERS, SAMPLERS, StudySpec, default_direction, default_trials
 from core.tune.study import (
@@ -25,8 +25,8 @@ from core.tune.study import (
 
 __all__ = [
     "DRIVER_KIND", "KINDS", "PRUNERS", "SAMPLERS", "STUDY_KIND", "TRIAL_KIND", "Param",
-    "StudySpec", "best_trial", "cancel_study", "default_direction", "default_space",
-    "default_trials", "delete_trials", "get_study", "launch_study", "list_studies",
-    "parse_param", "promote", "render", "resume_study", "study_summary", "sync_study",
-    "trial_rows", "trial_runs",
+    "StudySpec", "best_trial", "best_trial_runs", "cancel_study", "default_direction",
+    "default_space", "default_trials", "delete_trials", "get_study", "launch_study",
+    "list_studies", "parse_param", "promote", "render", "resume_study", "study_summary",
+    "sync_study", "trial_rows", "trial_runs",
 ]

@@ -54,6 +54,15 @@ def best_trial(study: Any, number: int | None = None) -> Any:
     return max(front, key=lambda t: t.values[0] if first_max else -t.values[0])
 
 
+def best_trial_runs(summary: dict[str, Any], n: int) -> list[str]:
+    """The runs of the ``n`` best completed trials of a :func:`study_summary`, best first (by
+    the first objective)."""
+    done = [t for t in summary["trials"]
+            if t["state"] == "complete" and t["run_id"] and t["value"] is not None]
+    done.sort(key=lambda t: t["value"], reverse=summary["directions"][0] == "maximize")
+    return [t["run_id"] for t in done[:n]]
+
+
 def study_summary(store: Store, study_id: str, study: Any = None) -> dict[str, Any]:
     """The study as ``study STUDY --json`` prints it (``study``: its Optuna study, when the caller
     has it open)."""
