@@ -4,8 +4,9 @@ command in a fresh interpreter (``LAB2MARKET_WARM=0``). Prints one JSON object.
 For each command, ``--rounds`` timings of ``python -m core ...`` from start to exit, the two ways
 taking turns, side by side in one run; the medians and their ratio. The commands: listing runs,
 one run's status, a training recorded (``train --create-only``: validate, record the run, its
-config and its dataset's fingerprint), and the datasets (``datasets list``: every built-in
-described, which a fresh interpreter must build). The floor is a bare
+config and its dataset's fingerprint), the datasets (``datasets list``: every built-in
+described, which a fresh interpreter must build) and a run's evaluation (``evaluate RUN``: its
+test split's report, from predictions stored by the first round). The floor is a bare
 ``python -c pass`` (the interpreter's own start, which no command avoids).
 
 Usage: ``python benchmarks/cli_latency.py [--rounds 7]``.
@@ -52,6 +53,7 @@ def main() -> None:
             "status": ["status", run_id],
             "train_create": ["train", "--dataset", "digits", "--epochs", "1", "--create-only"],
             "datasets_list": ["datasets", "list"],
+            "evaluate": ["evaluate", run_id],
         }
         floor = statistics.median(timed(["-c", "pass"], env) for _ in range(args.rounds))
         results = {}

@@ -39,13 +39,15 @@ TICK_S = 5.0  # how often an idle parent checks that it is still its installatio
 # The parent also builds the CLI's parser once, which imports every command module: a child
 # would otherwise spend ~40 ms on that before its work. setproctitle: its first import in a
 # child took 1.4 ms of every job's start. Imported lazily inside every fit, found by profiling
-# one: psutil (the resource sampler, 22 ms) and numpy.ma (np.unique in the stratified split
-# loads it, 26 ms).
+# one: psutil (the resource sampler, 22 ms), numpy.ma (np.unique in the stratified split loads
+# it, 26 ms) and, in every augmented run, torchvision.transforms.v2 (20 ms). sklearn.metrics:
+# every evaluation, ensemble, data-health and CV summary job (and `evaluate` from the CLI)
+# imported it, about 2 s on the 2-core machine.
 PRELOAD = ("torch", "torchvision.models", "optuna", "core.cli.main", "core.train.run",
            "core.train.trainer", "core.train.monitor", "core.train.sinks",
            "torch.utils.serialization", "core.runs.body", "core.runs.executors.local",
            "core.tune.callback", "core.tune.driver", "core.data", "setproctitle", "psutil",
-           "numpy.ma")
+           "numpy.ma", "torchvision.transforms.v2", "sklearn.metrics")
 
 
 def serve(key: str, idle_s: float) -> int:
