@@ -23,7 +23,14 @@ from ui.evaluate_views import (
 )
 from ui.format import plain
 from ui.router import require_router
-from ui.runs import MAX_COMPARED, preferred_run, run_label, runs_with_checkpoint
+from ui.runs import (
+    EVAL_FOLLOWS,
+    EVAL_RUNS,
+    MAX_COMPARED,
+    preferred_run,
+    run_label,
+    runs_with_checkpoint,
+)
 
 TABS = ("Per class", "Confusion matrix", "ROC & PR", "Calibration", "Top losses")
 
@@ -33,17 +40,17 @@ def pick_runs(runs: list) -> tuple[list, str]:
     (else the newest completed one); the others are compared with it."""
     by_id = {r.id: r for r in runs}
     active = state.active_run_id()
-    if "eval_runs" not in st.session_state:  # a visit to the page starts on the preferred run
+    if EVAL_RUNS not in st.session_state:  # a visit to the page starts on the preferred run
         chosen = [preferred_run(runs).id]
     else:
-        chosen = [i for i in st.session_state["eval_runs"] if i in by_id]
-        if active in by_id and active != st.session_state.get("_eval_active") \
+        chosen = [i for i in st.session_state[EVAL_RUNS] if i in by_id]
+        if active in by_id and active != st.session_state.get(EVAL_FOLLOWS) \
                 and chosen[:1] != [active]:  # the active run changed elsewhere: show it first
             chosen = [active, *(i for i in chosen if i != active)][:MAX_COMPARED]
-    st.session_state["_eval_active"] = active
-    st.session_state["eval_runs"] = chosen
+    st.session_state[EVAL_FOLLOWS] = active
+    st.session_state[EVAL_RUNS] = chosen
     left, right = st.columns([4, 1])
-    ids = left.multiselect("Runs", list(by_id), key="eval_runs", max_selections=MAX_COMPARED,
+    ids = left.multiselect("Runs", list(by_id), key=EVAL_RUNS, max_selections=MAX_COMPARED,
                            format_func=lambda i: run_label(by_id[i], status=True),
                            on_change=_follow_first,
                            help="The first run is shown in detail; add others to compare.")
@@ -53,7 +60,7 @@ def pick_runs(runs: list) -> tuple[list, str]:
 
 def _follow_first() -> None:
     """The run shown in detail becomes the active run, as a pick on any page does."""
-    ids = st.session_state.get("eval_runs") or []
+    ids = st.session_state.get(EVAL_RUNS) or []
     if ids:
         state.set_active_run(ids[0])
 

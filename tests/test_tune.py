@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, run_json, train_run, wait_for
+from conftest import open_page, run_cli, run_json, train_run, wait_for
 
 from core import runs
 from core.cli.main import main
@@ -275,8 +275,6 @@ def test_study_commands_refuse_a_run_that_is_not_a_study(workspace, capsys):
 
 
 def test_a_damaged_journal_is_one_line_everywhere_and_nothing_is_touched(home: Path):
-    from conftest import open_page
-
     out = run_json("tune", "--dataset", "iris", "--model", "mlp", "--epochs", "1", "--trials",
                    "1", home=home, timeout=600)
     study_id, store = out["study_id"], Store(home)

@@ -18,6 +18,8 @@ from ui.state import active_run, active_run_id, set_active_run, workspace
 
 RECENT = 100  # how many recent runs a picker offers
 MAX_COMPARED = 4  # runs side by side on Evaluate (Tune's "Compare" preselects that many)
+EVAL_RUNS = "eval_runs"  # Evaluate's run picker: the first run in detail, the others compared
+EVAL_FOLLOWS = "_eval_active"  # the active run that picker last put first
 
 
 def run_label(run: Run, *, status: bool = False) -> str:
@@ -124,3 +126,13 @@ def render_sidebar_picker(s: Store, limit: int = 25) -> None:
     if box.open:
         with box:
             pick_run(runs, "sidebar_run", "Active run", optional=True)
+
+
+def compare_on_evaluate(run_ids: Sequence[str]) -> None:
+    """Open Evaluate on ``run_ids`` side by side, the first in detail (it becomes the active
+    run, so the picker does not move another run before it)."""
+    ids = list(run_ids)[:MAX_COMPARED]
+    set_active_run(ids[0])
+    st.session_state[EVAL_RUNS] = ids
+    st.session_state[EVAL_FOLLOWS] = ids[0]
+    st.switch_page("pages/evaluate.py")

@@ -23,7 +23,7 @@ from ui import format as fmt
 from ui.clicks import act_once
 from ui.components import render_status_badge
 from ui.format import plain
-from ui.runs import MAX_COMPARED
+from ui.runs import MAX_COMPARED, compare_on_evaluate
 from ui.state import flash, set_active_run, store
 from ui.train_form import model_choices, model_spec, suggested_config
 
@@ -261,10 +261,7 @@ def _render_compare(summary: dict[str, Any]) -> None:
                  disabled=len(best) < 2,
                  help="Opens Evaluate on the best completed trials (accuracy, F1, ROC side by "
                       "side); any run can be added there."):
-        set_active_run(best[0])
-        st.session_state["eval_runs"] = best  # Evaluate's run picker, best first
-        st.session_state["_eval_active"] = best[0]  # ... already following the active run
-        st.switch_page("pages/evaluate.py")
+        compare_on_evaluate(best)
 
 
 def _render_best(summary: dict[str, Any]) -> None:
